@@ -1,0 +1,1 @@
+"""snntorch-loihi."""
