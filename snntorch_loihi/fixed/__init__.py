@@ -1,6 +1,7 @@
 """The Loihi fixed-point core: pure tensor functions, exact with Lava's ``fixed_pt`` models."""
 
 from .check import check_int_range, is_integral
+from .network import LayerTrace, SimResult, simulate
 from .neuron import (
     check_neuron_registers,
     cuba_step,
@@ -37,4 +38,5 @@ __all__ = [
     "wrap_current", "wrap_current_ste", "clamp_ste", "floor_ste", "round_ste", "trunc_ste",
     "SignMode", "check_weights", "conv_accumulate", "dense_accumulate", "determine_sign_mode",
     "shift_by_exponent", "truncate_weights", "weight_grid",
+    "LayerTrace", "SimResult", "simulate",
 ]
