@@ -1,0 +1,328 @@
+"""Quantized synapses: ``QuantLinear``, ``QuantConv2d``, ``QuantSumPool2d`` and a one-to-one map.
+
+In float mode (``quantized=False``) each layer is its PyTorch parent, unchanged. In quantized
+mode a synapse outputs the integer ``a_in`` Lava's Dense / Conv computes from its input at this
+step (weight-mantissa units after the layer exponent), as a float tensor of whole numbers::
+
+    weight_mant = clamp(round(w * 2**(k - 6 - weight_exp) / step) * step, lo, hi)   # STE round
+    a_in = floor((weight_mant @ x) * 2**weight_exp)
+
+with ``k = scale_exp`` shared with the neuron the synapse feeds and ``(lo, hi, step) =
+weight_grid(num_weight_bits, sign_mode)``. Lava's one-step synaptic delay is applied by that
+neuron (see :mod:`snntorch_loihi.nn.neurons`), so that ``snntorch.utils.reset`` clears it.
+The float value of a mantissa is ``weight_mant * 2**(weight_exp + 6 - k)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import RegisterRangeError, UnsupportedModuleError
+from ..fixed import check_weights, determine_sign_mode, shift_by_exponent
+from ..fixed.synapse import SignMode
+from ._quant import quantize_weight
+
+__all__ = ["QuantLinear", "QuantConv2d", "QuantSumPool2d", "QuantOneToOne", "QuantSynapseMixin"]
+
+
+class QuantSynapseMixin:
+    """Quantization state shared by the synapse layers (python ints: no device syncs)."""
+
+    quantized: bool
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    _scale_exp: int
+    _weight_exp: int
+    _sign_mode: SignMode | None
+
+    def _init_quant(self, num_weight_bits: int = 8, num_message_bits: int = 0) -> None:
+        self.quantized = False
+        self.num_weight_bits = int(num_weight_bits)
+        self.num_message_bits = int(num_message_bits)
+        self.check_input = True
+        self.calibration_frozen = False
+        self.path = ""
+        self._scale_exp = 0
+        self._weight_exp = 0
+        self._sign_mode = None
+
+    # ---- registers -------------------------------------------------------------------------
+    @property
+    def scale_exp(self) -> int:
+        """Power-of-two scale shared with the neuron this synapse feeds."""
+        return self._scale_exp
+
+    @scale_exp.setter
+    def scale_exp(self, k: int) -> None:
+        self._scale_exp = int(k)
+
+    @property
+    def weight_exp(self) -> int:
+        """Layer exponent in ``[-8, 7]`` (0 for conv)."""
+        return self._weight_exp
+
+    @weight_exp.setter
+    def weight_exp(self, e: int) -> None:
+        self._weight_exp = int(e)
+
+    @property
+    def sign_mode(self) -> SignMode:
+        """Lava's sign mode; derived from the float weights' signs until set."""
+        if self._sign_mode is None:
+            return determine_sign_mode(self.weight.detach())
+        return self._sign_mode
+
+    @sign_mode.setter
+    def sign_mode(self, mode: SignMode | None) -> None:
+        if mode not in (None, "mixed", "excitatory", "inhibitory"):
+            raise RegisterRangeError(
+                f"{type(self).__name__} '{self.path}': sign_mode must be one of 'mixed', "
+                f"'excitatory', 'inhibitory', got {mode!r}."
+            )
+        self._sign_mode = mode
+
+    def weight_mant_ste(self) -> torch.Tensor:
+        """Weight mantissas on Lava's grid (float tensor, STE gradient to ``weight``)."""
+        return quantize_weight(self.weight, self._scale_exp, self._weight_exp,
+                               self.num_weight_bits, self.sign_mode)
+
+    def registers(self) -> dict[str, Any]:
+        """Lava's Dense/Conv registers, exactly as the quantized forward uses them.
+
+        Returns:
+            ``dict(weight_mant=LongTensor, weight_exp=int, num_weight_bits=int, sign_mode=str,
+            num_message_bits=int)``.
+        """
+        with torch.no_grad():
+            w = self.weight_mant_ste().to(torch.int64)
+        return dict(weight_mant=w, weight_exp=self._weight_exp,
+                    num_weight_bits=self.num_weight_bits, sign_mode=self.sign_mode,
+                    num_message_bits=self.num_message_bits)
+
+    def load_registers(
+        self, weight_mant: torch.Tensor, weight_exp: int = 0, num_weight_bits: int = 8,
+        sign_mode: SignMode | None = None, scale_exp: int | None = None,
+    ) -> None:
+        """Set the float weights so that :meth:`registers` returns exactly these values.
+
+        Freezes the calibration of this layer.
+        """
+        wm = torch.as_tensor(weight_mant)
+        check_weights(wm, weight_exp, where=f"{type(self).__name__} '{self.path}'")
+        if scale_exp is not None:
+            self.scale_exp = scale_exp
+        self.weight_exp, self.num_weight_bits = weight_exp, int(num_weight_bits)
+        self.sign_mode = sign_mode or determine_sign_mode(wm)
+        scale = 2.0 ** (self._weight_exp + 6 - self._scale_exp)
+        with torch.no_grad():
+            self.weight.copy_(wm.to(self.weight) * scale)
+        self.calibration_frozen = True
+
+    def _check_quant_input(self, x: torch.Tensor) -> None:
+        name = f"{type(self).__name__} '{self.path}'"
+        if self.num_message_bits == 0:
+            if not bool(((x == 0) | (x == 1)).all()):
+                raise RegisterRangeError(
+                    f"{name}: input must be binary spikes (0/1) in quantized mode, got other "
+                    f"values. Encode real-valued inputs as spikes (snntorch.spikegen), or send "
+                    f"integers as graded spikes by setting num_message_bits on this layer."
+                )
+        else:
+            lim = 2**self.num_message_bits - 1
+            if not bool(((x == torch.round(x)) & (x.abs() <= lim)).all()):
+                raise RegisterRangeError(
+                    f"{name}: input must be integers in [-{lim}, {lim}] (num_message_bits="
+                    f"{self.num_message_bits}) in quantized mode, got other values. Round or "
+                    f"rescale the input, or raise num_message_bits."
+                )
+
+    def _bias_error(self) -> UnsupportedModuleError:
+        return UnsupportedModuleError(
+            f"{type(self).__name__} '{self.path}': bias must be None in quantized mode (Loihi "
+            f"adds biases in the neuron), got a bias. Use prepare_qat, which moves it into the "
+            f"neuron this layer feeds."
+        )
+
+    def extra_repr(self) -> str:  # type: ignore[override]
+        base = super().extra_repr()  # type: ignore[misc]
+        return (f"{base}, quantized={self.quantized}, num_weight_bits={self.num_weight_bits}, "
+                f"scale_exp={self._scale_exp}, weight_exp={self._weight_exp}")
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return dict(scale_exp=self._scale_exp, weight_exp=self._weight_exp,
+                    sign_mode=self._sign_mode, num_weight_bits=self.num_weight_bits,
+                    num_message_bits=self.num_message_bits, quantized=self.quantized,
+                    frozen=self.calibration_frozen)
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self._scale_exp, self._weight_exp = state["scale_exp"], state["weight_exp"]
+        self._sign_mode, self.num_weight_bits = state["sign_mode"], state["num_weight_bits"]
+        self.num_message_bits, self.quantized = state["num_message_bits"], state["quantized"]
+        self.calibration_frozen = state["frozen"]
+
+
+class QuantLinear(QuantSynapseMixin, nn.Linear):
+    """``nn.Linear`` that becomes Lava's Dense in quantized mode.
+
+    Example:
+        >>> fc = QuantLinear(2, 1, bias=False)
+        >>> fc.load_registers(torch.tensor([[100, -50]]), weight_exp=-1, scale_exp=10)
+        >>> fc.quantized = True
+        >>> fc(torch.tensor([[1., 1.]])).tolist()        # floor((100 - 50) / 2)
+        [[25.0]]
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 num_weight_bits: int = 8, num_message_bits: int = 0, device: Any = None,
+                 dtype: Any = None) -> None:
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self._init_quant(num_weight_bits, num_message_bits)
+
+    @classmethod
+    def from_float(cls, mod: nn.Linear, **kwargs: Any) -> QuantLinear:
+        """A QuantLinear holding ``mod``'s weights (and bias, for float mode)."""
+        q = cls(mod.in_features, mod.out_features, mod.bias is not None,
+                device=mod.weight.device, dtype=mod.weight.dtype, **kwargs)
+        with torch.no_grad():
+            q.weight.copy_(mod.weight)
+            if mod.bias is not None:
+                q.bias.copy_(mod.bias)
+        q.weight.requires_grad_(mod.weight.requires_grad)
+        return q
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.quantized:
+            return F.linear(x, self.weight, self.bias)
+        if self.bias is not None:
+            raise self._bias_error()
+        if self.check_input:
+            self._check_quant_input(x)
+        return shift_by_exponent(F.linear(x, self.weight_mant_ste()), self._weight_exp)
+
+
+class QuantConv2d(QuantSynapseMixin, nn.Conv2d):
+    """``nn.Conv2d`` that becomes Lava's Conv in quantized mode (``weight_exp`` is always 0)."""
+
+    def __init__(self, *args: Any, num_weight_bits: int = 8, num_message_bits: int = 0,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_quant(num_weight_bits, num_message_bits)
+        if self.padding_mode != "zeros" or isinstance(self.padding, str):
+            raise UnsupportedModuleError(
+                f"QuantConv2d: padding must be an explicit integer with padding_mode='zeros', "
+                f"got padding={self.padding!r}, padding_mode={self.padding_mode!r}."
+            )
+
+    @classmethod
+    def from_float(cls, mod: nn.Conv2d, **kwargs: Any) -> QuantConv2d:
+        """A QuantConv2d holding ``mod``'s weights (and bias, for float mode)."""
+        q = cls(mod.in_channels, mod.out_channels, mod.kernel_size, stride=mod.stride,
+                padding=mod.padding, dilation=mod.dilation, groups=mod.groups,
+                bias=mod.bias is not None, padding_mode=mod.padding_mode,
+                device=mod.weight.device, dtype=mod.weight.dtype, **kwargs)
+        with torch.no_grad():
+            q.weight.copy_(mod.weight)
+            if mod.bias is not None:
+                q.bias.copy_(mod.bias)
+        return q
+
+    @property
+    def weight_exp(self) -> int:  # type: ignore[override]
+        """Always 0: Lava's Conv ignores the weight exponent."""
+        return 0
+
+    @weight_exp.setter
+    def weight_exp(self, e: int) -> None:
+        if int(e) != 0:
+            raise RegisterRangeError(
+                f"QuantConv2d '{self.path}': weight_exp must be 0 (Lava's Conv ignores it), "
+                f"got {e}."
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.quantized:
+            return self._conv_forward(x, self.weight, self.bias)
+        if self.bias is not None:
+            raise self._bias_error()
+        if self.check_input:
+            self._check_quant_input(x)
+        return self._conv_forward(x, self.weight_mant_ste(), None)
+
+
+class QuantOneToOne(QuantSynapseMixin, nn.Module):
+    """One-to-one recurrent weights ``x * V`` (snnTorch's RLeaky with ``all_to_all=False``).
+
+    In quantized mode it is a diagonal Dense: ``floor(weight_mant * x * 2**weight_exp)``.
+    """
+
+    def __init__(self, V: torch.Tensor, num_weight_bits: int = 8) -> None:
+        super().__init__()
+        self.V = V
+        self._init_quant(num_weight_bits, 0)
+
+    @property
+    def weight(self) -> torch.Tensor:  # type: ignore[override]
+        return self.V
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.quantized:
+            return x * self.V
+        return shift_by_exponent(x * self.weight_mant_ste(), self._weight_exp)
+
+    def registers(self, n: int | None = None) -> dict[str, Any]:  # type: ignore[override]
+        """As :meth:`QuantSynapseMixin.registers`, with the full ``(n, n)`` diagonal matrix."""
+        regs = super().registers()
+        d = regs["weight_mant"].reshape(-1)
+        if n is not None and d.numel() == 1:
+            d = d.expand(n)
+        regs["weight_mant"] = torch.diag(d)
+        return regs
+
+    def extra_repr(self) -> str:
+        return f"quantized={self.quantized}, scale_exp={self._scale_exp}"
+
+
+class QuantSumPool2d(nn.Module):
+    """Sum pooling of spikes: integer spike counts, exact in both modes.
+
+    ``from_float(nn.AvgPool2d)`` keeps the average semantics in float mode only together with
+    :func:`~snntorch_loihi.qat.prepare_qat`, which folds ``1 / kernel_size**2`` into the weights
+    of the synapse after the pool.
+
+    Example:
+        >>> QuantSumPool2d(2)(torch.ones(1, 1, 2, 2))
+        tensor([[[[4.]]]])
+    """
+
+    def __init__(self, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] | None = None) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.quantized = False
+
+    @classmethod
+    def from_float(cls, mod: nn.AvgPool2d) -> QuantSumPool2d:
+        """A sum pool with ``mod``'s geometry (``padding=0``, ``ceil_mode=False`` only)."""
+        if mod.padding not in (0, (0, 0)) or mod.ceil_mode:
+            raise UnsupportedModuleError(
+                f"AvgPool2d: padding must be 0 and ceil_mode False for Loihi, got "
+                f"padding={mod.padding}, ceil_mode={mod.ceil_mode}."
+            )
+        return cls(mod.kernel_size, mod.stride)
+
+    @property
+    def area(self) -> int:
+        """Number of inputs summed per output (``kH * kW``)."""
+        k = self.kernel_size
+        return k * k if isinstance(k, int) else int(k[0] * k[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, self.kernel_size, self.stride, divisor_override=1)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
