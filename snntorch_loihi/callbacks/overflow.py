@@ -9,6 +9,7 @@ the fixed-point core (:func:`count_overflows`), counting per layer where that ha
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -186,25 +187,44 @@ def count_clipped_weights(module: nn.Module) -> int:
     return int(((x < lo) | (x > hi)).sum())
 
 
-def _clipped_per_layer(net: nn.Module, names: Sequence[str]) -> dict[str, int]:
-    """Clipped weights per IR layer: the synapses feeding each QuantAware neuron, matched to
-    the IR's layers by the neuron's path, else by order."""
-    from ..nn.neurons import QuantNeuronMixin
+@torch.no_grad()
+def _synapses_by_neuron(net: nn.Module, step: torch.Tensor) -> dict[str, list[nn.Module]]:
+    """``{neuron path: synapses feeding it}``: one step of a copy of ``net`` with hooks; each
+    neuron gets the synapses called since the previous neuron, plus its own recurrent ones."""
+    from snntorch import utils as snn_utils
 
-    neurons = [m for m in net.modules() if isinstance(m, QuantNeuronMixin)]
-    by_path = {getattr(m, "path", ""): m for m in neurons}
-    if all(name in by_path for name in names):
-        chosen = [by_path[name] for name in names]
-    elif len(neurons) == len(names):
-        chosen = neurons
-    else:
-        return {}
-    out = {}
-    for name, neuron in zip(names, chosen, strict=True):
-        syns = list(getattr(neuron, "feeders", []))
-        syns += [m for m in neuron.modules() if m is not neuron and hasattr(m, "num_weight_bits")]
-        out[name] = sum(count_clipped_weights(s) for s in syns)
+    from ..nn import QuantNeuronMixin, QuantSynapseMixin
+
+    net = copy.deepcopy(net)
+    paths = {m: p for p, m in net.named_modules()}
+    order: list[nn.Module] = []
+    hooks = [m.register_forward_hook(lambda mod, args, out: order.append(mod))
+             for m in net.modules() if isinstance(m, QuantNeuronMixin | QuantSynapseMixin)]
+    try:
+        snn_utils.reset(net)
+        net(step)
+    finally:
+        for h in hooks:
+            h.remove()
+    own = {n: [s for s in n.modules() if s is not n and isinstance(s, QuantSynapseMixin)]
+           for n in net.modules() if isinstance(n, QuantNeuronMixin)}
+    inner = {id(s) for syns in own.values() for s in syns}  # recurrent synapses
+    out: dict[str, list[nn.Module]] = {}
+    pending: list[nn.Module] = []
+    for m in order:
+        if isinstance(m, QuantNeuronMixin):
+            out.setdefault(paths[m], pending + own[m])
+            pending = []
+        elif id(m) not in inner:
+            pending.append(m)
     return out
+
+
+def clipped_per_layer(net: nn.Module, step: torch.Tensor) -> dict[str, int]:
+    """Clipped weights (:func:`count_clipped_weights`) of the synapses into each neuron layer,
+    keyed by the neuron's path in ``net`` (the layer names of ``extract``)."""
+    return {path: sum(count_clipped_weights(s) for s in syns)
+            for path, syns in _synapses_by_neuron(net, step).items()}
 
 
 class OverflowMonitor(Callback):
@@ -257,11 +277,11 @@ class OverflowMonitor(Callback):
 
     def measure(self, net: nn.Module) -> dict[str, LayerOverflow]:
         """Counts of ``net`` on the monitoring batch (does not change ``net``)."""
-        from ..export import extract
+        from ..export.extract import extract
 
-        ir = extract(net, self.sample)
+        ir = extract(net, self.sample[0])
         counts = count_overflows(ir, self.sample)
-        clipped = _clipped_per_layer(net, list(counts))
+        clipped = clipped_per_layer(net, self.sample[0])
         return {name: replace(c, clipped_weights=clipped.get(name, 0)) for name, c in counts.items()}
 
     def decide(self, counts: Mapping[str, LayerOverflow]) -> tuple[list[str], bool]:
