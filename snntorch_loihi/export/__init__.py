@@ -8,6 +8,8 @@
   NIR graph or file -> quantization-aware torch network).
 """
 
+from .api import export, from_nir, to_module
+from .extract import extract
 from .nir_io import DT, from_nir_graph, to_nir
 
-__all__ = ["DT", "to_nir", "from_nir_graph"]
+__all__ = ["DT", "export", "extract", "from_nir", "from_nir_graph", "to_module", "to_nir"]

@@ -32,7 +32,7 @@ from torch import nn
 from ..errors import UnsupportedModuleError
 from ..ir import LoihiLayer, LoihiNetwork, LoihiNeuron, LoihiSynapse
 
-__all__ = ["extract", "SUPPORTED"]
+__all__ = ["extract", "extract_with_paths", "SUPPORTED"]
 
 SUPPORTED = (
     "QuantLinear, QuantConv2d, QuantSumPool2d, QuantAwareLeaky, QuantAwareSynaptic, "
@@ -292,6 +292,12 @@ def extract(net: nn.Module, sample: torch.Tensor) -> LoihiNetwork:
             and the supported types), or a forward that is not a chain of modules.
         RegisterRangeError: a register outside the hardware range.
     """
+    return extract_with_paths(net, sample)[0]
+
+
+def extract_with_paths(net: nn.Module, sample: torch.Tensor
+                       ) -> tuple[LoihiNetwork, dict[str, str]]:
+    """:func:`extract`, plus ``{layer name: path of its synapse module}``."""
     calls, sample_ptr = _trace(net, sample)
     for c in calls:
         if c.kind is None:
@@ -319,6 +325,7 @@ def extract(net: nn.Module, sample: torch.Tensor) -> LoihiNetwork:
     flattened = False
     pending: _Pending | None = None
     layers: list[LoihiLayer] = []
+    syn_paths: dict[str, str] = {}
     for c in calls:
         if c.kind in ("pool", "flatten"):
             if pending is not None:
@@ -352,6 +359,7 @@ def extract(net: nn.Module, sample: torch.Tensor) -> LoihiNetwork:
             raise _chain_error(pending.call, c, f"the synapse's output {pending.call.out_shape[nb:]} "
                                f"must match the neuron's shape {out}.")
         layers.append(LoihiLayer(c.path, syn, neuron, rec))
+        syn_paths[c.path] = pending.call.path
         shape, pending = out, None
     if pending is not None:
         raise _chain_error(pending.call, None, "the last synapse feeds no neuron; end the "
@@ -362,4 +370,4 @@ def extract(net: nn.Module, sample: torch.Tensor) -> LoihiNetwork:
             f"counterpart; remove it (apply it to the output spikes outside the network).")
     ir = LoihiNetwork(input_shape=tuple(int(n) for n in input_shape), layers=tuple(layers))
     ir.validate()
-    return ir
+    return ir, syn_paths
