@@ -68,6 +68,10 @@ class Callback:
         """Called after epoch ``epoch`` (and its validation); return True to request a stop."""
         return None
 
+    def log_dict(self) -> dict[str, float]:
+        """Scalars of the latest check (``{"<group>/<name>": value}``), for a logger."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """What this callback needs to resume (empty for a stateless callback)."""
         return {}
@@ -123,6 +127,13 @@ class CallbackList(Callback):
         answers = [bool(cb.on_epoch_end(net, epoch, metrics)) for cb in self.callbacks]
         self.stop_requested = any(answers)
         return self.stop_requested
+
+    def log_dict(self) -> dict[str, float]:
+        """The union of the callbacks' :meth:`Callback.log_dict`."""
+        out: dict[str, float] = {}
+        for cb in self.callbacks:
+            out.update(cb.log_dict())
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         """``{"<index>:<class name>": state}`` for every callback."""

@@ -270,6 +270,7 @@ class OverflowMonitor(Callback):
         self.sample = sample.detach().cpu()
         self.every, self.warn_above, self.stop_above, self.watch = every, warn_above, stop_above, watch
         self.history: list[dict[str, Any]] = []
+        self._fresh: dict[str, float] = {}
 
     def due(self, epoch: int) -> bool:
         """True if the monitor checks after epoch ``epoch``."""
@@ -314,15 +315,17 @@ class OverflowMonitor(Callback):
         return counts, stop
 
     def on_epoch_end(self, net: nn.Module, epoch: int, metrics: Mapping[str, float]) -> bool:
+        self._fresh = {}
         if not self.due(epoch):
             return False
-        return self.check(net, epoch)[1]
+        counts, stop = self.check(net, epoch)
+        self._fresh = {f"overflow/{layer}/{key}": float(v)
+                       for layer, c in counts.items() for key, v in asdict(c).items()}
+        return stop
 
-    @staticmethod
-    def flatten(counts: Mapping[str, LayerOverflow], prefix: str = "overflow") -> dict[str, float]:
-        """``{"overflow/<layer>/<count>": value}`` for loggers."""
-        return {f"{prefix}/{layer}/{key}": float(v) for layer, c in counts.items()
-                for key, v in asdict(c).items()}
+    def log_dict(self) -> dict[str, float]:
+        """``{"overflow/<layer>/<count>": value}`` measured by the latest ``on_epoch_end``."""
+        return dict(self._fresh)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": [dict(h) for h in self.history]}

@@ -50,8 +50,10 @@ class QuantizationSchedule(Callback):
     - synapses are quantized from epoch ``float_epochs`` on;
     - neurons from epoch ``float_epochs`` on, or, with ``staged``, one epoch later
       (``staged=True``) or from epoch ``staged`` (an int);
-    - at the first epoch ``>= freeze_epoch`` it calls ``freeze_calibration(net)`` once, so the
-      scales and exponents stop following the float parameters.
+    - at the start of every quantized epoch before ``freeze_epoch`` it calls ``calibrate(net)``
+      (with ``recalibrate``), so the scales and exponents follow the float parameters as they
+      train; at the first epoch ``>= freeze_epoch`` it calibrates once more and calls
+      ``freeze_calibration(net)``, and they stay fixed from then on.
 
     The decision is :meth:`phase` (pure); the hooks only apply it, so resuming at any epoch
     restores the same modes.
@@ -62,6 +64,7 @@ class QuantizationSchedule(Callback):
             ``>= float_epochs``.
         staged: False (all layers switch together), True (neurons one epoch after the
             synapses), or the epoch at which neurons switch (``>= float_epochs``).
+        recalibrate: call ``calibrate(net)`` at the start of each quantized, unfrozen epoch.
 
     Raises:
         ValueError: a negative or non-integer epoch, or an epoch order that cannot happen.
@@ -73,7 +76,7 @@ class QuantizationSchedule(Callback):
     """
 
     def __init__(self, float_epochs: int = 0, freeze_epoch: int | None = None,
-                 staged: bool | int = False) -> None:
+                 staged: bool | int = False, recalibrate: bool = True) -> None:
         name = "QuantizationSchedule"
         check_non_negative_int(name, "float_epochs", float_epochs)
         check_non_negative_int(name, "freeze_epoch", freeze_epoch, allow_none=True)
@@ -98,6 +101,7 @@ class QuantizationSchedule(Callback):
         self.freeze_epoch = freeze_epoch
         self.staged = staged
         self.neuron_epoch = neuron_epoch
+        self.recalibrate = bool(recalibrate)
         self.frozen_at: int | None = None
         self.history: list[dict[str, Any]] = []
 
@@ -116,14 +120,24 @@ class QuantizationSchedule(Callback):
 
     # ---- hooks ------------------------------------------------------------------------------
     def on_epoch_start(self, net: nn.Module, epoch: int) -> None:
+        from ..qat import calibrate, freeze_calibration
+
         phase = self.phase(epoch)
         apply_phase(net, phase)
+        calibrated = False
+        if self.recalibrate and (phase.synapses or phase.neurons) and self.frozen_at is None:
+            calibrate(net)
+            calibrated = True
         if phase.frozen and self.frozen_at is None:
-            from ..qat import freeze_calibration
-
             freeze_calibration(net)
             self.frozen_at = epoch
-        self.history.append({"epoch": epoch, **asdict(phase)})
+        self.history.append({"epoch": epoch, **asdict(phase), "calibrated": calibrated})
+
+    def log_dict(self) -> dict[str, float]:
+        if not self.history:
+            return {}
+        last = self.history[-1]
+        return {f"qat/{key}": float(last[key]) for key in ("synapses", "neurons", "frozen")}
 
     def state_dict(self) -> dict[str, Any]:
         return {"frozen_at": self.frozen_at, "history": [dict(h) for h in self.history]}
