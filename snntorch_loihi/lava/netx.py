@@ -145,7 +145,7 @@ def _file_dense_weights(where: str, parts: list[tuple[str, LoihiSynapse]]) -> li
             f"with to_lava / LavaNetwork.")
     w_packed, nwb, wexp = packed
     col = 0
-    for (what, syn), f in zip(parts, files):
+    for (what, _syn), f in zip(parts, files, strict=True):
         part = w_packed[:, col:col + f.shape[1]]
         col += f.shape[1]
         eff = _lava_dense_effective(part, nwb, wexp)
