@@ -170,7 +170,7 @@ def export(net: nn.Module, sample: torch.Tensor, *, path: str | PathLike | None 
         check_float_net(net)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            qnet = prepare_qat(net)
+            qnet = prepare_qat(net, example_input=sample)
         ir, syn_paths = extract_with_paths(qnet, sample)
         lines = _summary(net, qnet, ir, syn_paths)
         notes = sorted({str(w.message) for w in caught})
