@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -14,9 +15,13 @@ from torch import nn
 
 from .base import Callback
 
-__all__ = ["ExportBest", "MODES"]
+__all__ = ["ExportBest", "NetxExportWarning", "MODES"]
 
 MODES = ("min", "max")
+
+
+class NetxExportWarning(UserWarning):
+    """The best network has no exact netx form; only its NIR file was written."""
 
 
 class ExportBest(Callback):
@@ -26,7 +31,9 @@ class ExportBest(Callback):
     ``mode="max"``, smaller with ``"min"``; NaN never does), the network is exported with
     ``snntorch_loihi.export(net, sample, path=<dir>/best.nir)``, written as netx HDF5 with
     ``save_netx(graph, <dir>/best.net)`` when ``netx`` is set, and ``<dir>/best.json`` records
-    the epoch, the metric and the files. Files are replaced, never accumulated.
+    the epoch, the metric and the files. Files are replaced, never accumulated. A network that
+    netx cannot hold exactly (``NetxError``: e.g. a negative weight exponent) gets its NIR file
+    only, with a :class:`NetxExportWarning` and the reason in ``best.json``.
 
     Args:
         path_dir: folder for the files (created when first written).
@@ -102,13 +109,20 @@ class ExportBest(Callback):
         self.path_dir.mkdir(parents=True, exist_ok=True)
         graph = export(net, self.sample, path=self.nir_path)
         files = [self.nir_path.name]
+        netx_error = None
         if self.netx:
-            from ..lava.netx import save_netx
+            from ..lava.netx import NetxError, save_netx
 
-            save_netx(graph, self.netx_path)
-            files.append(self.netx_path.name)
+            try:
+                save_netx(graph, self.netx_path)
+                files.append(self.netx_path.name)
+            except NetxError as exc:  # the NIR file stands; a stale netx file must not
+                self.netx_path.unlink(missing_ok=True)
+                netx_error = str(exc)
+                warnings.warn(f"ExportBest: epoch {epoch}: wrote {self.nir_path} but no netx "
+                              f"file: {exc}", NetxExportWarning, stacklevel=2)
         meta = {"epoch": epoch, "monitor": self.monitor, "mode": self.mode, "score": score,
-                "files": files}
+                "files": files, "netx_error": netx_error}
         self.path_dir.joinpath("best.json").write_text(json.dumps(meta, indent=1))
         self.writes += 1
 
