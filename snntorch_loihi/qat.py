@@ -122,8 +122,8 @@ def _forward_order(root: nn.Module, example_input: Any) -> list[tuple[str, nn.Mo
     except Exception as exc:  # noqa: BLE001 - any tracing failure gets the same advice
         raise UnsupportedModuleError(
             f"prepare_qat: the forward of {type(root).__name__} could not be traced with "
-            f"torch.fx ({type(exc).__name__}: {exc}). Pass example_input=<one input step> so "
-            f"that the forward order is taken from one call instead."
+            f"torch.fx ({type(exc).__name__}: {exc}). Pass example_input=<an input of one "
+            f"forward call> so that the forward order is taken from that call instead."
         ) from exc
     named = dict(root.named_modules())
     order, seen_t = [], set()
@@ -286,6 +286,16 @@ def _walk(root: nn.Module, order: list[tuple[str, nn.Module]], weight_bits: int 
     return neurons
 
 
+def _copy(net: nn.Module) -> nn.Module:
+    """``deepcopy`` that detaches hidden states still attached to a graph (after a forward)."""
+    memo: dict[int, Any] = {}
+    for m in net.modules():
+        for t in [*m._buffers.values(), *m.__dict__.values()]:
+            if torch.is_tensor(t) and not t.is_leaf:
+                memo[id(t)] = t.detach().clone()
+    return copy.deepcopy(net, memo)
+
+
 def prepare_qat(
     net: nn.Module, *, weight_bits: int | Mapping[str, int] = 8, quantize: bool = True,
     num_message_bits: int = 0, example_input: Any = None,
@@ -299,7 +309,8 @@ def prepare_qat(
             (default 8; the recurrent synapse of an RLeaky at ``'<path>.recurrent'``).
         quantize: return the copy in quantized mode (else float mode, calibrated).
         num_message_bits: graded input on the first synapse (0: binary spikes).
-        example_input: one input step, used to find the forward order of a custom module.
+        example_input: an input of one ``net(example_input)`` call (a tuple for several
+            arguments), used to find the forward order of a custom module.
 
     Returns:
         The converted copy (``net`` is not modified).
@@ -316,7 +327,7 @@ def prepare_qat(
         >>> type(q[1]).__name__, q[1].bias.shape, q[0].bias, delay_steps(q)
         ('QuantAwareLeaky', torch.Size([3]), None, 1)
     """
-    root = copy.deepcopy(net)
+    root = _copy(net)
     for m in root.modules():
         if isinstance(m, snn.SpikingNeuron) and m not in snn.SpikingNeuron.instances:
             snn.SpikingNeuron.instances.append(m)
