@@ -120,6 +120,13 @@ def _summary(orig: nn.Module, qnet: nn.Module, ir: LoihiNetwork, syn_paths: dict
             err = (wq - w).abs().max().item() if w.numel() else 0.0
             top = w.abs().max().item() if w.numel() else 0.0
             rel = f" ({100 * err / top:.2g}% of max |w|)" if top > 0 else ""
+            if top > 0 and not bool(regs["weight_mant"].any()):
+                raise RegisterRangeError(
+                    f"{kind} '{layer.name}': threshold must fit the 17-bit threshold mantissa at a "
+                    f"scale where the weights survive, got threshold "
+                    f"{_show(thr) if thr is not None else '?'}: at scale 2**-{k} (vth={n.vth}) "
+                    f"every weight of '{sp}' (max |w| {top:.3g}) quantizes to 0. Lower the "
+                    f"threshold or scale the weights up.")
             parts.append(f"weights '{sp}' max |err| {err:.3g}{rel}")
         if om is not None and getattr(om, "reset_mechanism", "zero") == "subtract":
             parts.append("reset subtract -> zero")
