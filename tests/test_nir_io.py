@@ -246,3 +246,60 @@ def test_snntorch_export_fails_on_scalar_beta_where_ours_works(tmp_path):
     graph.infer_types()
     assert graph.check_types()
     assert nir.read(tmp_path / "ok.nir").nodes["1.neuron"].metadata["loihi"]["dv"] == 410
+
+
+def test_rewriting_a_read_graph_keeps_registers(tmp_path):
+    nir.write(tmp_path / "a.nir", to_nir(_net()))
+    nir.write(tmp_path / "b.nir", nir.read(tmp_path / "a.nir"))
+    assert_same_ir(_net(), from_nir_graph(nir.read(tmp_path / "b.nir")))
+
+
+def test_grouped_conv_needs_type_check_off_when_reading(tmp_path):
+    """nir 1.0.8 derives a Conv2d's input channels from weight.shape[1] (wrong for groups > 1)."""
+    rng = np.random.default_rng(4)
+    syn = LoihiSynapse("conv", rng.integers(-127, 128, (4, 1, 3, 3)) * 2, (2, 6, 6), (4, 4, 4), groups=2)
+    ir = LoihiNetwork((2, 6, 6), (LoihiLayer("g", syn, LoihiNeuron((4, 4, 4), 4095, 100, 800)),))
+    g = to_nir(ir)
+    g.infer_types()
+    assert g.check_types()
+    nir.write(tmp_path / "g.nir", g)
+    with pytest.raises(ValueError, match="type mismatch"):
+        nir.read(tmp_path / "g.nir")
+    assert_same_ir(ir, from_nir_graph(nir.read(tmp_path / "g.nir", type_check=False)))
+
+
+def test_snntorch_reads_our_graph_with_the_same_float_parameters():
+    import snntorch as snn
+    from snntorch.import_nir import import_from_nir
+
+    syn = LoihiSynapse("dense", np.arange(-6, 6).reshape(3, 4) * 2, (4,), (3,), weight_exp=-1)
+    neu = LoihiNeuron((3,), 4095, 410, 1 << 15, bias_mant=np.array([1, -2, 3]), scale_exp=21)
+    g = to_nir(LoihiNetwork((4,), (LoihiLayer("l", syn, neu),)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mod = import_from_nir(g)
+    leaky = next(m for m in mod.modules() if isinstance(m, snn.Leaky))
+    linear = next(m for m in mod.modules() if isinstance(m, torch.nn.Linear))
+    assert torch.allclose(leaky.beta, torch.tensor(1 - 410 / 4096), rtol=0, atol=1e-7)
+    assert torch.all(leaky.threshold == (1 << 15 << 6) * 2.0**-21)
+    assert torch.equal(linear.weight, torch.tensor(syn.weight_mant * 2.0 ** (-1 + 6 - 21)).float())
+    assert torch.equal(linear.bias, torch.tensor([1, -2, 3]) * 2.0**-21)
+
+
+def test_graph_exported_by_snntorch_is_quantized():
+    import snntorch as snn
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), snn.Leaky(beta=torch.full((5,), 0.875),
+                                                             threshold=torch.ones(5),
+                                                             reset_mechanism="zero",
+                                                             init_hidden=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = export_to_nir(net, torch.zeros(1, 6), ignore_dims=[0])
+    with pytest.warns(QuantizationWarning, match="without metadata"):
+        ir = from_nir_graph(g)
+    n = ir.layers[0].neuron
+    assert (n.du, n.dv) == (4095, 512)
+    assert (n.vth << 6) * 2.0**-n.scale_exp == 1.0

@@ -39,6 +39,10 @@ stride), which reproduces the quantized network exactly; a graph from another to
 ``<layer>`` holding ``input -> neuron -> output`` and ``neuron -> w_rec -> neuron``
 (``w_rec`` a ``nir.Linear``); the sub-graph's ``input`` feeds the neuron (snnTorch 1.0's importer
 wrongly feeds it to ``w_rec``).
+
+Known limit of nir 1.0.8: ``nir.Conv2d`` derives its input channels from ``weight.shape[1]``,
+which is wrong for grouped convolutions; :func:`to_nir` sets the right type, but reading such a
+file needs ``nir.read(path, type_check=False)``.
 """
 
 from __future__ import annotations
