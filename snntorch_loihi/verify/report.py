@@ -200,7 +200,9 @@ class ParityReport:
                 ax = axes[row][col]
                 s = res[name].s[:, sample].reshape(res[name].s.shape[0], -1)[:, :max_raster]
                 t_idx, n_idx = np.nonzero(s.cpu().numpy())
-                ax.scatter(t_idx, n_idx, s=4, marker="|", color="k" if col == 0 else "tab:blue")
+                ax.scatter(t_idx, n_idx, s=30, marker="|", linewidths=1.5,
+                           color="k" if col == 0 else "tab:blue")
+                ax.set_ylim(-0.5, s.shape[1] - 0.5)
                 if col == 1 and not p.exact:
                     other = self.ref[name].s[:, sample].reshape(s.shape[0], -1)[:, :max_raster]
                     bt, bn = np.nonzero((s != other).cpu().numpy())
