@@ -368,12 +368,12 @@ def _calibrate_neuron(n: QuantNeuronMixin) -> None:
     if isinstance(n, QuantAwareRLeaky):
         syns.append((n.recurrent, 1.0))
     beta = n.beta.detach().clamp(0, 1)
-    if bool((torch.round(LOIHI.decay_unity * (1 - beta)) > LOIHI.decay_max).any()):
+    if bool((torch.round(LOIHI.decay_unity * beta) < 1).any()):
         _warn(f"{where}: beta = 0 needs dv = 4096, which Loihi cannot hold; clamped to dv = "
               f"4095 (beta = 1/4096).", QuantizationWarning)
     gain = 1.0
     if isinstance(n, QuantAwareSynaptic):
-        du = torch.round(LOIHI.decay_unity * (1 - n.alpha.detach().clamp(0, 1))) - 1
+        du = LOIHI.decay_max - torch.round(LOIHI.decay_unity * n.alpha.detach().clamp(0, 1))
         if bool((du < 0).any()):
             raise RegisterRangeError(
                 f"{where}: alpha must be at most 1 - 1/8192 on Loihi (du >= 0), got "
@@ -381,7 +381,7 @@ def _calibrate_neuron(n: QuantNeuronMixin) -> None:
         gain = LOIHI.decay_unity / (float(du.min()) + 1)
     thr = 0.0 if n.reset_mechanism == "none" else float(n.threshold.detach().max())
     bmax = float(n.bias.detach().abs().max()) if n.bias is not None else 0.0
-    dv_min = float(torch.round(LOIHI.decay_unity * (1 - beta)).clamp(0, 4095).min())
+    dv_min = float((LOIHI.decay_unity - torch.round(LOIHI.decay_unity * beta)).clamp(0, 4095).min())
     stats = [(s, x, *_max_abs_rowsum(s.weight)) for s, x in syns]
     for k in range(48, -33, -1):
         if round(thr * 2.0 ** (k - 6)) > _VTH_CAP:

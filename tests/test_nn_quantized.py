@@ -213,3 +213,41 @@ def test_registers_stay_in_hardware_range(scale, thr, bits, beta, seed) -> None:
     for layer in ir.layers:
         assert np.abs(layer.synapse.weight_mant).max() <= 256
     _assert_exact(q, _spikes((8, 2, 10), p=0.5, seed=seed))
+
+
+def _run_with_grads(net: nn.Module, x: torch.Tensor, reference: bool):
+    QuantNeuronMixin.reference = reference
+    try:
+        net.zero_grad(set_to_none=True)
+        got = _run(net, x, x.shape[0] + delay_steps(net))
+        utils.reset(net)
+        zero = torch.zeros_like(x[0])
+        out = torch.stack([net(x[t] if t < x.shape[0] else zero)
+                           for t in range(x.shape[0] + delay_steps(net))])
+        (out.sum() + sum(m.mem.sum() for m in net.modules()
+                         if isinstance(m, QuantNeuronMixin))).backward()
+        return got, {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    finally:
+        QuantNeuronMixin.reference = False
+
+
+def test_fused_kernels_equal_core_ste_path() -> None:
+    torch.manual_seed(7)
+    net = nn.Sequential(
+        nn.Linear(24, 16), _leaky(threshold=0.4, learn_beta=True, learn_threshold=True),
+        nn.Linear(16, 12), snn.Synaptic(0.7, 0.85, init_hidden=True, reset_mechanism="zero",
+                                        learn_alpha=True, learn_beta=True, threshold=0.3),
+        nn.Linear(12, 8), snn.RLeaky(0.9, linear_features=8, init_hidden=True, threshold=0.3,
+                                     reset_mechanism="zero", learn_beta=True),
+        nn.Linear(8, 3), _leaky(reset_mechanism="none"))
+    q = _convert(net, weight_bits=4)
+    x = _spikes((20, 5, 24), p=0.4, seed=3)
+    fast, g_fast = _run_with_grads(q, x, reference=False)
+    ref, g_ref = _run_with_grads(q, x, reference=True)
+    for a, b in zip(fast, ref, strict=True):
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+    assert fast[0]["s"].sum() > 0 and fast[2]["s"].sum() > 0
+    assert g_fast.keys() == g_ref.keys()
+    for name in g_fast:
+        torch.testing.assert_close(g_fast[name], g_ref[name], rtol=1e-4, atol=1e-6, msg=name)

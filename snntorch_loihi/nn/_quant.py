@@ -4,8 +4,8 @@ Every function maps float parameters (snnTorch units) to the integer value Loihi
 float tensor holding a whole number, with a straight-through gradient, so that the quantized
 forward trains the float parameters. The mapping (``k = scale_exp``):
 
-- ``dv = clamp(round(4096 * (1 - beta)), 0, 4095)``
-- ``du = clamp(round(4096 * (1 - alpha)) - 1, 0, 4095)``
+- ``dv = clamp(round(4096 * (1 - beta)), 0, 4095)``   (``beta = 0`` clamps to ``dv = 4095``)
+- ``du = clamp(round(4096 * (1 - alpha)) - 1, 0, 4095)`` (``alpha = 1`` clamps to ``du = 0``)
 - ``vth = clamp(round(threshold * 2**(k - 6)), 0, 131071)``
 - ``weight_mant = clamp(round(w * 2**(k - 6 - weight_exp) / step) * step, lo, hi)`` on Lava's grid
   ``(lo, hi, step) = weight_grid(num_weight_bits, sign_mode)``
@@ -34,26 +34,30 @@ __all__ = [
 
 
 def quantize_dv(beta: torch.Tensor) -> torch.Tensor:
-    """``dv = clamp(round(4096 * (1 - clamp(beta, 0, 1))), 0, 4095)`` with an STE round.
+    """``dv = 4096 - clamp(round(4096 * clamp(beta, 0, 1)), 1, 4096)`` with an STE round.
+
+    Equal to ``clamp(round(4096 * (1 - beta)), 0, 4095)`` (4096 is even, so round-half-even
+    commutes with ``4096 - x``), but without the inexact float ``1 - beta``.
 
     Example:
         >>> quantize_dv(torch.tensor(0.9))
         tensor(410.)
     """
     b = beta.clamp(0, 1)
-    return torch.clamp(round_ste(LOIHI.decay_unity * (1 - b)), 0, LOIHI.decay_max)
+    return LOIHI.decay_unity - torch.clamp(round_ste(LOIHI.decay_unity * b), 1, LOIHI.decay_unity)
 
 
 def quantize_du(alpha: torch.Tensor) -> torch.Tensor:
-    """``du = clamp(round(4096 * (1 - clamp(alpha, 0, 1))) - 1, 0, 4095)`` with an STE round.
+    """``du = 4095 - clamp(round(4096 * clamp(alpha, 0, 1)), 0, 4095)`` with an STE round.
+
+    Equal to ``clamp(round(4096 * (1 - alpha)) - 1, 0, 4095)``.
 
     Example:
         >>> quantize_du(torch.tensor(0.75))
         tensor(1023.)
     """
     a = alpha.clamp(0, 1)
-    return torch.clamp(round_ste(LOIHI.decay_unity * (1 - a)) - LOIHI.du_offset, 0,
-                       LOIHI.decay_max)
+    return LOIHI.decay_max - torch.clamp(round_ste(LOIHI.decay_unity * a), 0, LOIHI.decay_max)
 
 
 def quantize_vth(threshold: torch.Tensor, scale_exp: int) -> torch.Tensor:

@@ -49,6 +49,7 @@ from ..fixed import (
     wrap_current_ste,
 )
 from ..spec import LOIHI
+from ._kernels import leaky_subthreshold, quant_ste, synaptic_subthreshold
 from ._quant import quantize_bias, quantize_du, quantize_dv, quantize_vth
 from .synapses import QuantLinear, QuantOneToOne
 
@@ -89,6 +90,8 @@ class QuantNeuronMixin:
 
     _state_names: tuple[str, ...] = ()
     _has_current: bool = False
+    reference: bool = False
+    """Use the fixed core's STE functions step by step instead of the fused kernels (tests)."""
     beta: torch.Tensor
     threshold: torch.Tensor
     bias: nn.Parameter | None
@@ -152,6 +155,37 @@ class QuantNeuronMixin:
             return 0.0
         return quantize_bias(self.bias, self._scale_exp, self.bias_exp)  # type: ignore[attr-defined]
 
+    def _qparams(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor,
+                                torch.Tensor | None]:
+        """``(4096 - dv, 4096 - (du + 1), vth << 6, bias_mant << bias_exp)`` as float tensors.
+
+        Cached until a parameter changes (optimizer step, ``load_registers``, ``.to()``), so a
+        training step quantizes each parameter once, not once per time step.
+        """
+        alpha = getattr(self, "alpha", None) if self._has_current else None
+        params = (self.beta, self.threshold, alpha, self.bias, self.bias_exp)  # type: ignore[attr-defined]
+        key = (self._scale_exp, self.reset_mechanism, torch.is_grad_enabled(),
+               tuple(None if p is None else (p.data_ptr(), p._version, p.dtype) for p in params))
+        cache = self.__dict__.get("_qcache")
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        k, unity = self._scale_exp, float(LOIHI.decay_unity)
+        fv = quant_ste(self.beta, unity, 1, unity)
+        fu = None if alpha is None else quant_ste(alpha, unity, 0, float(LOIHI.decay_max))
+        if self.reset_mechanism == "none":
+            vth64 = torch.full_like(self.threshold.detach(), LOIHI.vth_max * _VTH)
+        else:
+            vth64 = quant_ste(self.threshold, 2.0 ** (k - LOIHI.vth_shift), 0,
+                              float(LOIHI.vth_max), _VTH)
+        bias = None
+        if self.bias is not None:
+            sc = torch.exp2(self.bias_exp.to(self.bias.dtype))  # type: ignore[attr-defined]
+            bias = quant_ste(self.bias, 2.0**k / sc, float(LOIHI.bias_mant_min),
+                             float(LOIHI.bias_mant_max), sc)
+        val = (fv, fu, vth64, bias)
+        self.__dict__["_qcache"] = (key, val)
+        return val
+
     def _single(self, t: torch.Tensor, name: str) -> int:
         flat = t.detach().reshape(-1)
         if flat.numel() > 1 and not bool((flat == flat[0]).all()):
@@ -169,17 +203,16 @@ class QuantNeuronMixin:
             scale_exp=int, reset=str)``.
         """
         with torch.no_grad():
-            du = self._du_q()
-            du = int(du) if isinstance(du, float) else self._single(du, "du")
-            dv = self._single(quantize_dv(self.beta), "dv")
-            vth = self._single(self._vth_q(), "vth")
-            if self.bias is None:
+            fv, fu, vth64, eff = self._qparams()
+            du = LOIHI.decay_max if fu is None else self._single(LOIHI.decay_max - fu, "du")
+            dv = self._single(LOIHI.decay_unity - fv, "dv")
+            vth = self._single(vth64 / _VTH, "vth")
+            if eff is None:
                 mant = torch.zeros((), dtype=torch.int64)
                 exp = torch.zeros((), dtype=torch.int64)
             else:
                 exp = self.bias_exp.detach().clone()  # type: ignore[attr-defined]
-                eff = self._bias_q()
-                mant = (eff / torch.exp2(exp.to(eff.dtype))).to(torch.int64)  # type: ignore[union-attr]
+                mant = (eff / torch.exp2(exp.to(eff.dtype))).to(torch.int64)
         return dict(du=du, dv=dv, vth=vth, bias_mant=mant, bias_exp=exp,
                     scale_exp=self._scale_exp, reset=self.reset_mechanism)
 
@@ -226,8 +259,11 @@ class QuantNeuronMixin:
         k = self._scale_exp
         return self._delayed(input_), 2.0**k, 2.0**-k
 
-    def _spike_reset(self, v: torch.Tensor, inv: float) -> tuple[torch.Tensor, torch.Tensor]:
-        spk = self.spike_grad((v - self._vth_q() * _VTH) * inv)  # type: ignore[attr-defined]
+    def _spike_reset(self, v: torch.Tensor, inv: float, vth64: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if vth64 is None:
+            vth64 = self._vth_q() * _VTH
+        spk = self.spike_grad((v - vth64) * inv)  # type: ignore[attr-defined]
         if self.reset_mechanism == "zero":
             v = v - spk * v
         return spk, v * inv
@@ -299,10 +335,14 @@ class QuantAwareLeaky(QuantNeuronMixin, snn.Leaky):
             spk, new = self._float_reset(new)
         else:
             a, scale, inv = self._quant_input(input_)
-            dv = quantize_dv(self.beta)
-            v = decay_ste(self.mem * scale, _UNITY - dv) + wrap_current_ste(a * _ACT)
-            v = saturate_voltage_ste(v + self._bias_q())
-            spk, new = self._spike_reset(v, inv)
+            if self.reference:
+                v = decay_ste(self.mem * scale, _UNITY - quantize_dv(self.beta))
+                v = saturate_voltage_ste(v + wrap_current_ste(a * _ACT) + self._bias_q())
+                spk, new = self._spike_reset(v, inv)
+            else:
+                fv, _, vth64, b = self._qparams()
+                spk, new = self._spike_reset(leaky_subthreshold(self.mem, a, fv, b, scale),
+                                             inv, vth64)
         self._put("mem", new)
         if self.output or not self.init_hidden:
             return spk, new
@@ -372,12 +412,17 @@ class QuantAwareSynaptic(QuantNeuronMixin, snn.Synaptic):
             spk, new = self._float_reset(new)
         else:
             a, scale, inv = self._quant_input(input_)
-            u = decay_ste(self.syn * scale, _UNITY - 1 - quantize_du(self.alpha))
-            u = wrap_current_ste(u + wrap_current_ste(a * _ACT))
-            v = decay_ste(self.mem * scale, _UNITY - quantize_dv(self.beta)) + u
-            v = saturate_voltage_ste(v + self._bias_q())
-            spk, new = self._spike_reset(v, inv)
-            new_syn = u * inv
+            if self.reference:
+                u = decay_ste(self.syn * scale, _UNITY - 1 - quantize_du(self.alpha))
+                u = wrap_current_ste(u + wrap_current_ste(a * _ACT))
+                v = decay_ste(self.mem * scale, _UNITY - quantize_dv(self.beta)) + u
+                v = saturate_voltage_ste(v + self._bias_q())
+                spk, new = self._spike_reset(v, inv)
+                new_syn = u * inv
+            else:
+                fv, fu, vth64, b = self._qparams()
+                new_syn, v = synaptic_subthreshold(self.syn, self.mem, a, fu, fv, b, scale)
+                spk, new = self._spike_reset(v, inv, vth64)
         self._put("syn", new_syn)
         self._put("mem", new)
         if self.output or not self.init_hidden:
@@ -461,10 +506,14 @@ class QuantAwareRLeaky(QuantNeuronMixin, snn.RLeaky):
         else:
             a, scale, inv = self._quant_input(input_)
             a = a + self.recurrent(self.spk)
-            dv = quantize_dv(self.beta)
-            v = decay_ste(self.mem * scale, _UNITY - dv) + wrap_current_ste(a * _ACT)
-            v = saturate_voltage_ste(v + self._bias_q())
-            out, new = self._spike_reset(v, inv)
+            if self.reference:
+                v = decay_ste(self.mem * scale, _UNITY - quantize_dv(self.beta))
+                v = saturate_voltage_ste(v + wrap_current_ste(a * _ACT) + self._bias_q())
+                out, new = self._spike_reset(v, inv)
+            else:
+                fv, _, vth64, b = self._qparams()
+                out, new = self._spike_reset(leaky_subthreshold(self.mem, a, fv, b, scale),
+                                             inv, vth64)
         self._put("spk", out)
         self._put("mem", new)
         if self.output or not self.init_hidden:

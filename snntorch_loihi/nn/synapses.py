@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RegisterRangeError, UnsupportedModuleError
-from ..fixed import check_weights, determine_sign_mode, shift_by_exponent
+from ..fixed import check_weights, determine_sign_mode, floor_ste, weight_grid
 from ..fixed.synapse import SignMode
-from ._quant import quantize_weight
+from ._kernels import quant_ste
 
 __all__ = ["QuantLinear", "QuantConv2d", "QuantSumPool2d", "QuantOneToOne", "QuantSynapseMixin"]
 
@@ -85,10 +85,33 @@ class QuantSynapseMixin:
             )
         self._sign_mode = mode
 
+    def _grid(self) -> tuple[float, float, float, int]:
+        lo, hi, step = weight_grid(self.num_weight_bits, self.sign_mode)
+        pre = 2.0 ** (self._scale_exp - 6 - self._weight_exp) / step
+        return pre, lo / step, hi / step, step
+
     def weight_mant_ste(self) -> torch.Tensor:
         """Weight mantissas on Lava's grid (float tensor, STE gradient to ``weight``)."""
-        return quantize_weight(self.weight, self._scale_exp, self._weight_exp,
-                               self.num_weight_bits, self.sign_mode)
+        pre, lo, hi, step = self._grid()
+        return quant_ste(self.weight, pre, lo, hi, float(step))
+
+    def _weight_eff(self) -> torch.Tensor:
+        """``weight_mant << max(weight_exp, 0)``, cached until the weight or a setting changes."""
+        w = self.weight
+        key = (w.data_ptr(), w._version, w.dtype, self._scale_exp, self._weight_exp,
+               self.num_weight_bits, self._sign_mode, torch.is_grad_enabled())
+        cache = self.__dict__.get("_wcache")
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        pre, lo, hi, step = self._grid()
+        val = quant_ste(w, pre, lo, hi, float(step) * 2.0 ** max(self._weight_exp, 0))
+        self.__dict__["_wcache"] = (key, val)
+        return val
+
+    def _shift_neg(self, acc: torch.Tensor) -> torch.Tensor:
+        if self._weight_exp >= 0:
+            return acc
+        return floor_ste(acc * 2.0**self._weight_exp)  # floor of the SUM, as Lava does
 
     def registers(self) -> dict[str, Any]:
         """Lava's Dense/Conv registers, exactly as the quantized forward uses them.
@@ -125,7 +148,7 @@ class QuantSynapseMixin:
     def _check_quant_input(self, x: torch.Tensor) -> None:
         name = f"{type(self).__name__} '{self.path}'"
         if self.num_message_bits == 0:
-            if not bool(((x == 0) | (x == 1)).all()):
+            if not torch.equal(x, (x == 1).to(x.dtype)):
                 raise RegisterRangeError(
                     f"{name}: input must be binary spikes (0/1) in quantized mode, got other "
                     f"values. Encode real-valued inputs as spikes (snntorch.spikegen), or send "
@@ -201,7 +224,7 @@ class QuantLinear(QuantSynapseMixin, nn.Linear):
             raise self._bias_error()
         if self.check_input:
             self._check_quant_input(x)
-        return shift_by_exponent(F.linear(x, self.weight_mant_ste()), self._weight_exp)
+        return self._shift_neg(F.linear(x, self._weight_eff()))
 
 
 class QuantConv2d(QuantSynapseMixin, nn.Conv2d):
@@ -250,7 +273,7 @@ class QuantConv2d(QuantSynapseMixin, nn.Conv2d):
             raise self._bias_error()
         if self.check_input:
             self._check_quant_input(x)
-        return self._conv_forward(x, self.weight_mant_ste(), None)
+        return self._conv_forward(x, self._weight_eff(), None)
 
 
 class QuantOneToOne(QuantSynapseMixin, nn.Module):
@@ -271,7 +294,7 @@ class QuantOneToOne(QuantSynapseMixin, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.quantized:
             return x * self.V
-        return shift_by_exponent(x * self.weight_mant_ste(), self._weight_exp)
+        return self._shift_neg(x * self._weight_eff())
 
     def registers(self, n: int | None = None) -> dict[str, Any]:  # type: ignore[override]
         """As :meth:`QuantSynapseMixin.registers`, with the full ``(n, n)`` diagonal matrix."""
