@@ -6,7 +6,9 @@ run under Lightning through :mod:`snntorch_loihi.callbacks.lightning`.
 
 Example:
     >>> import torch
-    >>> from torch import nn
+    >>> import torch
+import torch
+from torch import nn
     >>> from snntorch_loihi.callbacks import Callback, CallbackList
     >>> class StopAfter(Callback):
     ...     def on_epoch_end(self, net, epoch, metrics):
@@ -27,9 +29,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
-__all__ = ["Callback", "CallbackList", "check_non_negative_int", "check_positive_int"]
+__all__ = ["Callback", "CallbackList", "check_non_negative_int", "check_positive_int",
+           "clear_hidden_states"]
+
+
+def clear_hidden_states(net: nn.Module) -> None:
+    """Zero the hidden states of every snnTorch neuron in ``net`` (their public ``reset_mem``).
+
+    The states left by the last training batch are still attached to its autograd graph, and
+    such a network cannot be deep-copied (which export and verify do). Every run resets the
+    states first anyway, so clearing them between epochs changes nothing else.
+    """
+    for module in net.modules():
+        reset_mem = getattr(module, "reset_mem", None)
+        if callable(reset_mem) and torch.is_tensor(getattr(module, "mem", None)):
+            reset_mem()
 
 
 def check_non_negative_int(owner: str, name: str, value: Any, *, allow_none: bool = False) -> None:

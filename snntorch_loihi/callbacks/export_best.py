@@ -13,7 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .base import Callback
+from .base import Callback, clear_hidden_states
 
 __all__ = ["ExportBest", "NetxExportWarning", "MODES"]
 
@@ -107,6 +107,7 @@ class ExportBest(Callback):
         from ..export import export
 
         self.path_dir.mkdir(parents=True, exist_ok=True)
+        clear_hidden_states(net)
         graph = export(net, self.sample, path=self.nir_path)
         files = [self.nir_path.name]
         netx_error = None

@@ -9,7 +9,6 @@ the fixed-point core (:func:`count_overflows`), counting per layer where that ha
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -31,7 +30,7 @@ from ..fixed import (
 )
 from ..ir import LoihiNetwork, LoihiSynapse
 from ..spec import LOIHI
-from .base import Callback, check_non_negative_int, check_positive_int
+from .base import Callback, check_non_negative_int, check_positive_int, clear_hidden_states
 
 __all__ = ["LayerOverflow", "OverflowWarning", "OverflowMonitor", "count_overflows",
            "count_clipped_weights"]
@@ -189,23 +188,25 @@ def count_clipped_weights(module: nn.Module) -> int:
 
 @torch.no_grad()
 def _synapses_by_neuron(net: nn.Module, step: torch.Tensor) -> dict[str, list[nn.Module]]:
-    """``{neuron path: synapses feeding it}``: one step of a copy of ``net`` with hooks; each
-    neuron gets the synapses called since the previous neuron, plus its own recurrent ones."""
-    from snntorch import utils as snn_utils
-
+    """``{neuron path: synapses feeding it}``: one step of ``net`` (hidden states cleared before
+    and after) with hooks; each neuron gets the synapses called since the previous neuron, plus
+    its own recurrent ones."""
     from ..nn import QuantNeuronMixin, QuantSynapseMixin
 
-    net = copy.deepcopy(net)
     paths = {m: p for p, m in net.named_modules()}
     order: list[nn.Module] = []
     hooks = [m.register_forward_hook(lambda mod, args, out: order.append(mod))
              for m in net.modules() if isinstance(m, QuantNeuronMixin | QuantSynapseMixin)]
+    was_training = net.training
     try:
-        snn_utils.reset(net)
+        clear_hidden_states(net)
+        net.eval()
         net(step)
     finally:
         for h in hooks:
             h.remove()
+        net.train(was_training)
+        clear_hidden_states(net)
     own = {n: [s for s in n.modules() if s is not n and isinstance(s, QuantSynapseMixin)]
            for n in net.modules() if isinstance(n, QuantNeuronMixin)}
     inner = {id(s) for syns in own.values() for s in syns}  # recurrent synapses
@@ -280,6 +281,7 @@ class OverflowMonitor(Callback):
         """Counts of ``net`` on the monitoring batch (does not change ``net``)."""
         from ..export.extract import extract
 
+        clear_hidden_states(net)
         ir = extract(net, self.sample[0])
         counts = count_overflows(ir, self.sample)
         clipped = clipped_per_layer(net, self.sample[0])

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from ..errors import LoihiError
-from .base import Callback, check_positive_int
+from .base import Callback, check_positive_int, clear_hidden_states
 
 __all__ = ["ParityCheck", "ParityMismatchError", "BACKENDS"]
 
-BACKENDS = ("lava", "torch")
+BACKENDS = ("lava", "netx")
 """Backends :func:`snntorch_loihi.verify.verify` runs the integer network on."""
 
 
@@ -22,27 +22,18 @@ class ParityMismatchError(LoihiError, RuntimeError):
     ``raise_on_mismatch=True``)."""
 
 
-def _mismatch_counts(report: Any) -> dict[str, int]:
-    """``{layer: number of mismatching recorded values}`` from a ParityReport."""
-    for attr in ("mismatch_counts", "mismatches", "layers"):
-        value = getattr(report, attr, None)
-        if isinstance(value, Mapping):
-            out = {}
-            for name, v in value.items():
-                if isinstance(v, Mapping):  # {state: count}
-                    out[str(name)] = int(sum(int(x) for x in v.values()))
-                elif hasattr(v, "mismatches"):
-                    out[str(name)] = int(v.mismatches)
-                else:
-                    out[str(name)] = int(v)
-            return out
-    return {}
+def _per_layer(report: Any) -> tuple[dict[str, int], dict[str, int | None]]:
+    """``({layer: spike mismatches}, {layer: first diverging step})`` of a ParityReport."""
+    layers = list(report.layers)
+    return ({str(lp.name): int(lp.spike_mismatches) for lp in layers},
+            {str(lp.name): lp.first_divergence for lp in layers})
 
 
 class ParityCheck(Callback):
     """Every ``every`` epochs, run :func:`snntorch_loihi.verify` on a small fixed batch.
 
-    Records ``{"epoch", "exact", "mismatches": {layer: count}}`` in :attr:`history` (and in
+    Records ``{"epoch", "exact", "mismatches": {layer: spike mismatches}, "first_divergence":
+    {layer: step or None}, "backend"}`` in :attr:`history` (and in
     :meth:`log_dict` as ``parity/exact`` and ``parity/<layer>/mismatches``). With
     ``raise_on_mismatch`` a report that is not exact raises :class:`ParityMismatchError`; else
     training continues. Lava runs are slow: keep the batch to a few samples and ``every`` large.
@@ -50,8 +41,11 @@ class ParityCheck(Callback):
     Args:
         inputs: ``(T, B, *input_shape)`` spikes, as ``verify`` takes them.
         every: check after epochs ``every - 1, 2 * every - 1, ...``.
-        backend: where the integer network runs, one of :data:`BACKENDS`.
-        raise_on_mismatch: raise instead of only recording a mismatch.
+        backend: where the integer network runs, one of :data:`BACKENDS` (``"netx"`` writes
+            and loads lava-dl netx HDF5).
+        raise_on_mismatch: raise instead of only recording a mismatch (a ``verify`` that
+            cannot run at all raises in any case).
+        float_drift: also count spikes that Lava's float models get wrong (a second Lava run).
 
     Raises:
         ValueError: ``inputs`` is not a ``(T, B, ...)`` tensor, ``every`` is not a positive
@@ -59,7 +53,7 @@ class ParityCheck(Callback):
     """
 
     def __init__(self, inputs: torch.Tensor, every: int = 1, backend: str = "lava",
-                 raise_on_mismatch: bool = False) -> None:
+                 raise_on_mismatch: bool = False, float_drift: bool = False) -> None:
         name = "ParityCheck"
         if not torch.is_tensor(inputs) or inputs.dim() < 3:
             got = tuple(inputs.shape) if torch.is_tensor(inputs) else type(inputs).__name__
@@ -72,6 +66,7 @@ class ParityCheck(Callback):
         self.inputs = inputs.detach().cpu()
         self.every, self.backend = every, backend
         self.raise_on_mismatch = bool(raise_on_mismatch)
+        self.float_drift = bool(float_drift)
         self.history: list[dict[str, Any]] = []
         self._fresh: dict[str, float] = {}
 
@@ -83,9 +78,11 @@ class ParityCheck(Callback):
         """Run ``verify`` now; returns (and records) the history entry."""
         from ..verify import verify
 
-        report = verify(net, self.inputs, backend=self.backend)
-        entry = {"epoch": epoch, "exact": bool(report.exact),
-                 "mismatches": _mismatch_counts(report), "backend": self.backend}
+        clear_hidden_states(net)
+        report = verify(net, self.inputs, backend=self.backend, float_drift=self.float_drift)
+        mismatches, first = _per_layer(report)
+        entry = {"epoch": epoch, "exact": bool(report.exact), "mismatches": mismatches,
+                 "first_divergence": first, "backend": self.backend}
         self.history.append(entry)
         return entry
 
@@ -101,7 +98,7 @@ class ParityCheck(Callback):
             bad = {k: v for k, v in entry["mismatches"].items() if v}
             raise ParityMismatchError(
                 f"ParityCheck: epoch {epoch}: the network must match {self.backend} exactly, "
-                f"got mismatches {bad or 'in the output'}. Check the layers' registers "
+                f"got spike mismatches {bad or 'none, but u or v differ'}. Check the layers' registers "
                 f"(snntorch_loihi.verify gives the full report), or pass "
                 f"raise_on_mismatch=False to only record it."
             )
