@@ -5,8 +5,10 @@ functions exactly (``decay`` = ``rs0(x * f)``, ``wrap_current``, ``saturate_volt
 quantizers of :mod:`snntorch_loihi.nn._quant`) and whose backward is the chain rule of their
 straight-through twins (``decay_ste``, ``wrap_current_ste``, ``saturate_voltage_ste``,
 ``round_ste``, ``torch.clamp``). Fusing cuts the per-step op count several-fold; the tests check
-both paths against each other. The integer work runs in int64 (exact on every device; no
-float64 needed).
+both paths against each other. The integer work stays in the state's float dtype and is exact
+in float32 (no float64 or int64 needed): the 24-bit x 12-bit decay product is split as
+``v = vh * 4096 + vl`` (``vh = trunc(v / 4096)``), so that
+``rs0(v * f) = vh * f + trunc(vl * f / 4096)`` with every partial product below ``2**24``.
 
 The parameter quantizer keeps its clamp mask as a ``ctx`` attribute instead of a saved tensor,
 so a quantized parameter can be computed once per optimizer step and reused by every time step
@@ -64,52 +66,63 @@ def quant_ste(x: torch.Tensor, pre: Any, lo: float, hi: float, post: Any = 1.0) 
     return _QuantSTE.apply(x, pre, lo, hi, post)
 
 
-def _to_int(x: torch.Tensor) -> torch.Tensor:
-    return x.to(torch.int64)
-
-
 def _decay(v: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    return torch.div(v * _to_int(f), _UNITY, rounding_mode="trunc")  # rs0: round toward zero
+    """``rs0(v * f) = trunc(v * f / 4096)`` exactly, for integer ``|v| <= 2**24``, ``0 <= f <= 4096``.
+
+    ``vh * f`` and ``vl * f / 4096`` have the sign of ``v`` (or are 0), so the truncation of
+    their sum is ``vh * f + trunc(vl * f / 4096)``.
+    """
+    vh = torch.trunc(v * (1.0 / _UNITY))
+    vl = torch.sub(v, vh, alpha=_UNITY)
+    return torch.addcmul(torch.trunc(vl * (f * (1.0 / _UNITY))), vh, f)
+
+
+def _wrap_input(a: torch.Tensor) -> torch.Tensor:
+    """``wrap24(a << 6)`` into ``(-2**23, 2**23]`` (Lava's wrap); exact for multiples of 64."""
+    return _HALF - torch.remainder(torch.rsub(a, _HALF, alpha=_ACT), _MOD)
 
 
 def _wrap(u: torch.Tensor) -> torch.Tensor:
-    return _HALF - torch.remainder(_HALF - u, _MOD)  # into (-2**23, 2**23], Lava's wrap
+    return _HALF - torch.remainder(_HALF - u, _MOD)
 
 
 class _LeakySub(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, mem: torch.Tensor, a: torch.Tensor, fv: torch.Tensor,  # type: ignore[override]
                 bias: torch.Tensor | None, scale: float) -> torch.Tensor:
-        v = _decay(_to_int(mem * scale), fv) + _wrap(_to_int(a) * _ACT)
+        v = _decay(mem * scale, fv) + _wrap_input(a)
         if bias is not None:
-            v = v + _to_int(bias)
+            v = v + bias  # any rounding above 2**24 is saturated away just below
         ctx.save_for_backward(mem, fv)
-        ctx.scale = scale
+        ctx.inv = 1.0 / scale
         ctx.bias_shape = None if bias is None else bias.shape
-        return torch.clamp(v, -_VMAX, _VMAX).to(mem.dtype)
+        return torch.clamp(v, -_VMAX, _VMAX) * ctx.inv
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         mem, fv = ctx.saved_tensors
-        c = ctx.scale / _UNITY
-        gmem = g * (fv * c) if ctx.needs_input_grad[0] else None
-        ga = g * _ACT if ctx.needs_input_grad[1] else None
-        gfv = _sum_to(g * mem * c, fv.shape) if ctx.needs_input_grad[2] else None
-        gb = _sum_to(g, ctx.bias_shape) if ctx.needs_input_grad[3] else None
-        return gmem, ga, gfv, gb, None
+        need = ctx.needs_input_grad
+        return (
+            g * (fv * (1.0 / _UNITY)) if need[0] else None,
+            g * (_ACT * ctx.inv) if need[1] else None,
+            _sum_to(g * mem, fv.shape) * (1.0 / _UNITY) if need[2] else None,
+            _sum_to(g, ctx.bias_shape) * ctx.inv if need[3] else None,
+            None,
+        )
 
 
 def leaky_subthreshold(mem: torch.Tensor, a: torch.Tensor, fv: torch.Tensor,
                        bias: torch.Tensor | None, scale: float) -> torch.Tensor:
-    """``v = sat(rs0(mem * scale * fv) + wrap(a << 6) + bias)`` (integer ``v``, float tensor).
+    """``sat(rs0(v * fv) + wrap(a << 6) + bias) * 2**-k`` with ``v = mem * 2**k`` (float units).
 
-    ``mem`` is the previous voltage in float units (``v * 2**-k``, ``scale = 2**k``), ``fv`` the
-    voltage decay multiplier ``4096 - dv``, ``bias`` the effective bias in units of ``v``.
+    ``mem`` is the previous voltage in float units (``scale = 2**k``), ``a`` the integer input,
+    ``fv`` the voltage decay multiplier ``4096 - dv``, ``bias`` the effective bias in units of
+    ``v``. Returns the new voltage before the spike, in float units.
 
     Example:
         >>> leaky_subthreshold(torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor(2048.),
         ...                    None, 256.0)
-        tensor([256.])
+        tensor([1.])
     """
     return _LeakySub.apply(mem, a, fv, bias, scale)
 
@@ -119,29 +132,28 @@ class _SynapticSub(torch.autograd.Function):
     def forward(ctx: Any, syn: torch.Tensor, mem: torch.Tensor, a: torch.Tensor,  # type: ignore[override]
                 fu: torch.Tensor, fv: torch.Tensor, bias: torch.Tensor | None,
                 scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        u = _wrap(_decay(_to_int(syn * scale), fu) + _wrap(_to_int(a) * _ACT))
-        v = _decay(_to_int(mem * scale), fv) + u
+        u = _wrap(_decay(syn * scale, fu) + _wrap_input(a))
+        v = _decay(mem * scale, fv) + u
         if bias is not None:
-            v = v + _to_int(bias)
+            v = v + bias
         ctx.save_for_backward(syn, mem, fu, fv)
-        ctx.scale = scale
+        ctx.inv = 1.0 / scale
         ctx.bias_shape = None if bias is None else bias.shape
-        return (u.to(syn.dtype) * (1.0 / scale),
-                torch.clamp(v, -_VMAX, _VMAX).to(mem.dtype))
+        return u * ctx.inv, torch.clamp(v, -_VMAX, _VMAX) * ctx.inv
 
     @staticmethod
     def backward(ctx: Any, g_syn: torch.Tensor, g_v: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         syn, mem, fu, fv = ctx.saved_tensors
-        c = ctx.scale / _UNITY
-        gu = g_syn * (1.0 / ctx.scale) + g_v
+        c = 1.0 / _UNITY
+        gu = g_syn + g_v
         need = ctx.needs_input_grad
         return (
             gu * (fu * c) if need[0] else None,
             g_v * (fv * c) if need[1] else None,
-            gu * _ACT if need[2] else None,
-            _sum_to(gu * syn * c, fu.shape) if need[3] else None,
-            _sum_to(g_v * mem * c, fv.shape) if need[4] else None,
-            _sum_to(g_v, ctx.bias_shape) if need[5] else None,
+            gu * (_ACT * ctx.inv) if need[2] else None,
+            _sum_to(gu * syn, fu.shape) * c if need[3] else None,
+            _sum_to(g_v * mem, fv.shape) * c if need[4] else None,
+            _sum_to(g_v, ctx.bias_shape) * ctx.inv if need[5] else None,
             None,
         )
 
@@ -150,7 +162,7 @@ def synaptic_subthreshold(
     syn: torch.Tensor, mem: torch.Tensor, a: torch.Tensor, fu: torch.Tensor, fv: torch.Tensor,
     bias: torch.Tensor | None, scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """CUBA step before the spike: returns ``(u * 2**-k, v)`` (``syn`` in float units, ``v`` int).
+    """CUBA step before the spike: returns ``(u, v)`` in float units (``state * 2**-k``).
 
     ``fu = 4096 - (du + 1)`` and ``fv = 4096 - dv`` are the decay multipliers.
     """

@@ -157,7 +157,7 @@ class QuantNeuronMixin:
 
     def _qparams(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor,
                                 torch.Tensor | None]:
-        """``(4096 - dv, 4096 - (du + 1), vth << 6, bias_mant << bias_exp)`` as float tensors.
+        """``(4096 - dv, 4096 - (du + 1), (vth << 6) * 2**-k, bias_mant << bias_exp)``.
 
         Cached until a parameter changes (optimizer step, ``load_registers``, ``.to()``), so a
         training step quantizes each parameter once, not once per time step.
@@ -173,16 +173,16 @@ class QuantNeuronMixin:
         fv = quant_ste(self.beta, unity, 1, unity)
         fu = None if alpha is None else quant_ste(alpha, unity, 0, float(LOIHI.decay_max))
         if self.reset_mechanism == "none":
-            vth64 = torch.full_like(self.threshold.detach(), LOIHI.vth_max * _VTH)
+            vth_f = torch.full_like(self.threshold.detach(), LOIHI.vth_max * _VTH * 2.0**-k)
         else:
-            vth64 = quant_ste(self.threshold, 2.0 ** (k - LOIHI.vth_shift), 0,
-                              float(LOIHI.vth_max), _VTH)
+            vth_f = quant_ste(self.threshold, 2.0 ** (k - LOIHI.vth_shift), 0,
+                              float(LOIHI.vth_max), _VTH * 2.0**-k)
         bias = None
         if self.bias is not None:
             sc = torch.exp2(self.bias_exp.to(self.bias.dtype))  # type: ignore[attr-defined]
             bias = quant_ste(self.bias, 2.0**k / sc, float(LOIHI.bias_mant_min),
                              float(LOIHI.bias_mant_max), sc)
-        val = (fv, fu, vth64, bias)
+        val = (fv, fu, vth_f, bias)
         self.__dict__["_qcache"] = (key, val)
         return val
 
@@ -203,10 +203,10 @@ class QuantNeuronMixin:
             scale_exp=int, reset=str)``.
         """
         with torch.no_grad():
-            fv, fu, vth64, eff = self._qparams()
+            fv, fu, vth_f, eff = self._qparams()
             du = LOIHI.decay_max if fu is None else self._single(LOIHI.decay_max - fu, "du")
             dv = self._single(LOIHI.decay_unity - fv, "dv")
-            vth = self._single(vth64 / _VTH, "vth")
+            vth = self._single(vth_f * 2.0**self._scale_exp / _VTH, "vth")
             if eff is None:
                 mant = torch.zeros((), dtype=torch.int64)
                 exp = torch.zeros((), dtype=torch.int64)
@@ -259,14 +259,17 @@ class QuantNeuronMixin:
         k = self._scale_exp
         return self._delayed(input_), 2.0**k, 2.0**-k
 
-    def _spike_reset(self, v: torch.Tensor, inv: float, vth64: torch.Tensor | None = None
+    def _spike_reset(self, mem: torch.Tensor, vth_f: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        if vth64 is None:
-            vth64 = self._vth_q() * _VTH
-        spk = self.spike_grad((v - vth64) * inv)  # type: ignore[attr-defined]
+        """Spike on ``mem - threshold`` in float units (exact: both are multiples of
+        ``2**-k``), then reset to zero."""
+        spk = self.spike_grad(mem - vth_f)  # type: ignore[attr-defined]
         if self.reset_mechanism == "zero":
-            v = v - spk * v
-        return spk, v * inv
+            mem = torch.addcmul(mem, spk, mem, value=-1)
+        return spk, mem
+
+    def _spike_reset_ref(self, v: torch.Tensor, inv: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._spike_reset(v * inv, self._vth_q() * (_VTH * inv))
 
     def _float_reset(self, mem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         spk = self.fire(mem)  # type: ignore[attr-defined]
@@ -338,11 +341,11 @@ class QuantAwareLeaky(QuantNeuronMixin, snn.Leaky):
             if self.reference:
                 v = decay_ste(self.mem * scale, _UNITY - quantize_dv(self.beta))
                 v = saturate_voltage_ste(v + wrap_current_ste(a * _ACT) + self._bias_q())
-                spk, new = self._spike_reset(v, inv)
+                spk, new = self._spike_reset_ref(v, inv)
             else:
-                fv, _, vth64, b = self._qparams()
+                fv, _, vth_f, b = self._qparams()
                 spk, new = self._spike_reset(leaky_subthreshold(self.mem, a, fv, b, scale),
-                                             inv, vth64)
+                                             vth_f)
         self._put("mem", new)
         if self.output or not self.init_hidden:
             return spk, new
@@ -417,12 +420,12 @@ class QuantAwareSynaptic(QuantNeuronMixin, snn.Synaptic):
                 u = wrap_current_ste(u + wrap_current_ste(a * _ACT))
                 v = decay_ste(self.mem * scale, _UNITY - quantize_dv(self.beta)) + u
                 v = saturate_voltage_ste(v + self._bias_q())
-                spk, new = self._spike_reset(v, inv)
+                spk, new = self._spike_reset_ref(v, inv)
                 new_syn = u * inv
             else:
-                fv, fu, vth64, b = self._qparams()
-                new_syn, v = synaptic_subthreshold(self.syn, self.mem, a, fu, fv, b, scale)
-                spk, new = self._spike_reset(v, inv, vth64)
+                fv, fu, vth_f, b = self._qparams()
+                new_syn, m = synaptic_subthreshold(self.syn, self.mem, a, fu, fv, b, scale)
+                spk, new = self._spike_reset(m, vth_f)
         self._put("syn", new_syn)
         self._put("mem", new)
         if self.output or not self.init_hidden:
@@ -509,11 +512,11 @@ class QuantAwareRLeaky(QuantNeuronMixin, snn.RLeaky):
             if self.reference:
                 v = decay_ste(self.mem * scale, _UNITY - quantize_dv(self.beta))
                 v = saturate_voltage_ste(v + wrap_current_ste(a * _ACT) + self._bias_q())
-                out, new = self._spike_reset(v, inv)
+                out, new = self._spike_reset_ref(v, inv)
             else:
-                fv, _, vth64, b = self._qparams()
+                fv, _, vth_f, b = self._qparams()
                 out, new = self._spike_reset(leaky_subthreshold(self.mem, a, fv, b, scale),
-                                             inv, vth64)
+                                             vth_f)
         self._put("spk", out)
         self._put("mem", new)
         if self.output or not self.init_hidden:

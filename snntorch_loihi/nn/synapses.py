@@ -15,6 +15,7 @@ The float value of a mantissa is ``weight_mant * 2**(weight_exp + 6 - k)``.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -146,6 +147,15 @@ class QuantSynapseMixin:
         self.calibration_frozen = True
 
     def _check_quant_input(self, x: torch.Tensor) -> None:
+        base = x._base if x._base is not None else x   # x[t] of one (T, B, ...) tensor:
+        seen = self.__dict__.get("_checked")           # check the whole tensor once
+        if seen is not None and seen[0]() is base and seen[1] == (base._version,
+                                                                   self.num_message_bits):
+            return
+        self._check_values(base)
+        self.__dict__["_checked"] = (weakref.ref(base), (base._version, self.num_message_bits))
+
+    def _check_values(self, x: torch.Tensor) -> None:
         name = f"{type(self).__name__} '{self.path}'"
         if self.num_message_bits == 0:
             if not torch.equal(x, (x == 1).to(x.dtype)):
