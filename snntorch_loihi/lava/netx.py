@@ -68,6 +68,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..fixed.network import SimResult
 
+try:  # Lava is optional for save_netx; the probes below must be module-level for Lava to find
+    from . import runner as _runner
+except ImportError:  # pragma: no cover - depends on the environment
+    _runner = None
+
 __all__ = ["NetxError", "save_netx", "check_netx", "NetxNetwork", "run_netx", "NETX_BIAS_EXP"]
 
 #: netx hard-codes ``bias_exp = 6`` for CUBA neurons (``hdf5.Network.get_neuron_params``).
@@ -338,6 +343,50 @@ def save_netx(net: LoihiNetwork | nir.NIRGraph, path: str | PathLike) -> LoihiNe
 
 
 # ---- running ------------------------------------------------------------------------------------
+if _runner is not None:
+
+    class _NetxProbe1(_runner._Probe):
+        """A probe of a netx LIF fed by one synapse (reset made synchronous, see below)."""
+
+    class _NetxProbe2(_runner._Probe):
+        """A probe of a netx LIF fed by a synapse and a recurrent Dense."""
+
+    class _SyncResetModelBase(_runner._ProbeModelBase):
+        """The runner's probe model, with the end-of-sample reset made synchronous.
+
+        Lava delivers RefPort writes through a channel that a background thread drains, so a
+        write sent in the post-management phase can land AFTER the target has started the next
+        spiking phase (seen: the recurrent buffer of the previous sample leaked into the next
+        one in about 1 run of 5). Reading every reset Var back before reporting the phase done
+        forces the write to be applied first: the target serves its VarPort in order.
+        """
+
+        def run_post_mgmt(self) -> None:
+            super().run_post_mgmt()
+            if self.time_step % self._steps == 0:
+                self.u_ref.read()
+                self.v_ref.read()
+                for name in self._bufs:
+                    getattr(self, name).read()
+
+    def _sync_probe_model(proc: type, dtype: type, tag_name: str, n_buf: int) -> type:
+        T = _runner.LavaPyType
+        ann = {"s_in": T(_runner.PyInPort.VEC_DENSE, dtype),
+               "u_ref": T(_runner.PyRefPort.VEC_DENSE, dtype),
+               "v_ref": T(_runner.PyRefPort.VEC_DENSE, dtype),
+               "s_data": T(np.ndarray, dtype), "u_data": T(np.ndarray, dtype),
+               "v_data": T(np.ndarray, dtype)}
+        for i in range(n_buf):
+            ann[f"buf_{i}"] = T(_runner.PyRefPort.VEC_DENSE, dtype)
+        cls = type(f"_{proc.__name__}ModelFixed", (_SyncResetModelBase,),
+                   {**ann, "_dtype": dtype, "__module__": __name__})
+        return _runner.implements(proc=proc, protocol=_runner.LoihiProtocol)(
+            _runner.requires(_runner.CPU)(_runner.tag(tag_name)(cls)))
+
+    _NetxProbe1ModelFixed = _sync_probe_model(_NetxProbe1, np.int32, "fixed_pt", 1)
+    _NetxProbe2ModelFixed = _sync_probe_model(_NetxProbe2, np.int32, "fixed_pt", 2)
+
+
 def _import_netx():
     try:
         with warnings.catch_warnings():
@@ -397,8 +446,10 @@ class NetxNetwork:
                     names.append(str(g.attrs.get("name", f"layer{i}")))
                     shape = tuple(int(n) for n in g["shape"][()])
             self.output_shape = shape
-        from . import runner  # imports Lava, also the probe models
-
+        if _runner is None:
+            raise LavaUnavailableError("NetxNetwork needs lava-nc 0.10 and lava-dl 0.6 "
+                                       "(pip install 'snntorch-loihi[lava]', Python 3.10).")
+        runner = _runner
         hdf5 = _import_netx()
         self._runner = runner
         self.path = str(path)
@@ -420,7 +471,7 @@ class NetxNetwork:
                     else layer.synapse.a_buf]
             if hasattr(layer, "synapse_rec"):
                 bufs.append(layer.synapse_rec.a_buff)
-            cls = runner._Probe1 if len(bufs) == 1 else runner._Probe2
+            cls = _NetxProbe1 if len(bufs) == 1 else _NetxProbe2
             probe = cls(shape=layer.neuron.a_in.shape, steps=self.steps, length=self._length,
                         buf_shapes=tuple(tuple(b.shape) for b in bufs),
                         read_state=("u" in self.record or "v" in self.record))
