@@ -251,3 +251,14 @@ def test_fused_kernels_equal_core_ste_path() -> None:
     assert g_fast.keys() == g_ref.keys()
     for name in g_fast:
         torch.testing.assert_close(g_fast[name], g_ref[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_prepared_net_still_wraps_after_registers_overflow() -> None:
+    torch.manual_seed(8)
+    q = _convert(nn.Sequential(nn.Linear(8, 3, bias=False), _leaky(beta=1.0, threshold=0.5)))
+    q[0].load_registers(torch.full((3, 8), 254), weight_exp=7, scale_exp=q[1].scale_exp)
+    assert q[1]._needs_wrap()
+    got = _assert_exact(q, torch.ones(6, 2, 8))
+    assert got[0]["v"].min() < 0                     # a_in << 6 wrapped to negative
+    q2 = _convert(nn.Sequential(nn.Linear(8, 3, bias=False), _leaky()))
+    assert not q2[1]._needs_wrap()                   # calibrated: no overflow possible

@@ -89,8 +89,9 @@ def _wrap(u: torch.Tensor) -> torch.Tensor:
 class _LeakySub(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, mem: torch.Tensor, a: torch.Tensor, fv: torch.Tensor,  # type: ignore[override]
-                bias: torch.Tensor | None, scale: float) -> torch.Tensor:
-        v = _decay(mem * scale, fv) + _wrap_input(a)
+                bias: torch.Tensor | None, scale: float, wrap: bool) -> torch.Tensor:
+        dec = _decay(mem * scale, fv)
+        v = dec + _wrap_input(a) if wrap else torch.add(dec, a, alpha=_ACT)
         if bias is not None:
             v = v + bias  # any rounding above 2**24 is saturated away just below
         ctx.save_for_backward(mem, fv)
@@ -108,31 +109,35 @@ class _LeakySub(torch.autograd.Function):
             _sum_to(g * mem, fv.shape) * (1.0 / _UNITY) if need[2] else None,
             _sum_to(g, ctx.bias_shape) * ctx.inv if need[3] else None,
             None,
+            None,
         )
 
 
 def leaky_subthreshold(mem: torch.Tensor, a: torch.Tensor, fv: torch.Tensor,
-                       bias: torch.Tensor | None, scale: float) -> torch.Tensor:
+                       bias: torch.Tensor | None, scale: float, wrap: bool = True
+                       ) -> torch.Tensor:
     """``sat(rs0(v * fv) + wrap(a << 6) + bias) * 2**-k`` with ``v = mem * 2**k`` (float units).
 
     ``mem`` is the previous voltage in float units (``scale = 2**k``), ``a`` the integer input,
     ``fv`` the voltage decay multiplier ``4096 - dv``, ``bias`` the effective bias in units of
-    ``v``. Returns the new voltage before the spike, in float units.
+    ``v``. Returns the new voltage before the spike, in float units. ``wrap=False`` skips the
+    24-bit wrap of ``a << 6`` (only valid when ``|a << 6| <= 2**23`` is guaranteed).
 
     Example:
         >>> leaky_subthreshold(torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor(2048.),
         ...                    None, 256.0)
         tensor([1.])
     """
-    return _LeakySub.apply(mem, a, fv, bias, scale)
+    return _LeakySub.apply(mem, a, fv, bias, scale, wrap)
 
 
 class _SynapticSub(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, syn: torch.Tensor, mem: torch.Tensor, a: torch.Tensor,  # type: ignore[override]
                 fu: torch.Tensor, fv: torch.Tensor, bias: torch.Tensor | None,
-                scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        u = _wrap(_decay(syn * scale, fu) + _wrap_input(a))
+                scale: float, wrap: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        dec = _decay(syn * scale, fu)
+        u = _wrap(dec + _wrap_input(a) if wrap else torch.add(dec, a, alpha=_ACT))
         v = _decay(mem * scale, fv) + u
         if bias is not None:
             v = v + bias
@@ -155,15 +160,16 @@ class _SynapticSub(torch.autograd.Function):
             _sum_to(g_v * mem, fv.shape) * c if need[4] else None,
             _sum_to(g_v, ctx.bias_shape) * ctx.inv if need[5] else None,
             None,
+            None,
         )
 
 
 def synaptic_subthreshold(
     syn: torch.Tensor, mem: torch.Tensor, a: torch.Tensor, fu: torch.Tensor, fv: torch.Tensor,
-    bias: torch.Tensor | None, scale: float,
+    bias: torch.Tensor | None, scale: float, wrap: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """CUBA step before the spike: returns ``(u, v)`` in float units (``state * 2**-k``).
 
     ``fu = 4096 - (du + 1)`` and ``fv = 4096 - dv`` are the decay multipliers.
     """
-    return _SynapticSub.apply(syn, mem, a, fu, fv, bias, scale)
+    return _SynapticSub.apply(syn, mem, a, fu, fv, bias, scale, wrap)

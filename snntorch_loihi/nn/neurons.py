@@ -255,6 +255,17 @@ class QuantNeuronMixin:
                 self._buffers["bias_exp"] = be.to(dev)  # type: ignore[attr-defined]
         self.calibration_frozen = True
 
+    def _needs_wrap(self) -> bool:
+        """False when the feeding synapses cannot deliver ``|a_in << 6| > 2**23``."""
+        if not self.feeders:
+            return True
+        syns = list(self.feeders)
+        rec = getattr(self, "recurrent", None)
+        if isinstance(rec, (QuantLinear, QuantOneToOne)):
+            syns.append(rec)
+        bound = sum(s.input_bound() for s in syns)  # type: ignore[operator]
+        return bound * _ACT > LOIHI.state_max
+
     def _quant_input(self, input_: torch.Tensor) -> tuple[torch.Tensor, float, float]:
         k = self._scale_exp
         return self._delayed(input_), 2.0**k, 2.0**-k
@@ -344,8 +355,8 @@ class QuantAwareLeaky(QuantNeuronMixin, snn.Leaky):
                 spk, new = self._spike_reset_ref(v, inv)
             else:
                 fv, _, vth_f, b = self._qparams()
-                spk, new = self._spike_reset(leaky_subthreshold(self.mem, a, fv, b, scale),
-                                             vth_f)
+                v = leaky_subthreshold(self.mem, a, fv, b, scale, self._needs_wrap())
+                spk, new = self._spike_reset(v, vth_f)
         self._put("mem", new)
         if self.output or not self.init_hidden:
             return spk, new
@@ -424,7 +435,8 @@ class QuantAwareSynaptic(QuantNeuronMixin, snn.Synaptic):
                 new_syn = u * inv
             else:
                 fv, fu, vth_f, b = self._qparams()
-                new_syn, m = synaptic_subthreshold(self.syn, self.mem, a, fu, fv, b, scale)
+                new_syn, m = synaptic_subthreshold(self.syn, self.mem, a, fu, fv, b, scale,
+                                                   self._needs_wrap())
                 spk, new = self._spike_reset(m, vth_f)
         self._put("syn", new_syn)
         self._put("mem", new)
@@ -478,6 +490,7 @@ class QuantAwareRLeaky(QuantNeuronMixin, snn.RLeaky):
             self.recurrent = QuantLinear.from_float(self.recurrent)
         else:
             self.recurrent = QuantOneToOne(self.V)
+        self.recurrent._input_max = 1  # it carries this population's binary spikes
         if not learn_recurrent:
             self._disable_recurrent_grad()
         self._init_quant(bias, scale_exp)
@@ -515,8 +528,8 @@ class QuantAwareRLeaky(QuantNeuronMixin, snn.RLeaky):
                 out, new = self._spike_reset_ref(v, inv)
             else:
                 fv, _, vth_f, b = self._qparams()
-                out, new = self._spike_reset(leaky_subthreshold(self.mem, a, fv, b, scale),
-                                             vth_f)
+                v = leaky_subthreshold(self.mem, a, fv, b, scale, self._needs_wrap())
+                out, new = self._spike_reset(v, vth_f)
         self._put("spk", out)
         self._put("mem", new)
         if self.output or not self.init_hidden:

@@ -98,16 +98,36 @@ class QuantSynapseMixin:
 
     def _weight_eff(self) -> torch.Tensor:
         """``weight_mant << max(weight_exp, 0)``, cached until the weight or a setting changes."""
+        return self._weight_cache()[0]
+
+    def _weight_cache(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """``(w_eff, w_eff.T, a_bound)``; ``a_bound`` bounds ``|a_in|`` (one sync per update)."""
         w = self.weight
         key = (w.data_ptr(), w._version, w.dtype, self._scale_exp, self._weight_exp,
-               self.num_weight_bits, self._sign_mode, torch.is_grad_enabled())
+               self.num_weight_bits, self._sign_mode, torch.is_grad_enabled(),
+               getattr(self, "_input_max", None))
         cache = self.__dict__.get("_wcache")
         if cache is not None and cache[0] == key:
             return cache[1]
         pre, lo, hi, step = self._grid()
-        val = quant_ste(w, pre, lo, hi, float(step) * 2.0 ** max(self._weight_exp, 0))
+        w_eff = quant_ste(w, pre, lo, hi, float(step) * 2.0 ** max(self._weight_exp, 0))
+        xmax = getattr(self, "_input_max", None)
+        bound = float("inf")
+        if xmax is not None:
+            rows = w_eff.detach().abs().reshape(w_eff.shape[0], -1).sum(1) if w_eff.dim() > 1 \
+                else w_eff.detach().abs()
+            bound = float(rows.max()) * xmax * 2.0 ** min(self._weight_exp, 0) + 1 \
+                if rows.numel() else 0.0
+        val = (w_eff, w_eff.t() if w_eff.dim() == 2 else w_eff, bound)
         self.__dict__["_wcache"] = (key, val)
         return val
+
+    def input_bound(self) -> float:
+        """Worst-case ``|a_in|`` this synapse can deliver (``inf`` without a known input range).
+
+        Neurons use it to skip Lava's 24-bit wrap of ``a_in << 6`` when it cannot happen.
+        """
+        return self._weight_cache()[2]
 
     def _shift_neg(self, acc: torch.Tensor) -> torch.Tensor:
         if self._weight_exp >= 0:
@@ -234,7 +254,7 @@ class QuantLinear(QuantSynapseMixin, nn.Linear):
             raise self._bias_error()
         if self.check_input:
             self._check_quant_input(x)
-        return self._shift_neg(F.linear(x, self._weight_eff()))
+        return self._shift_neg(torch.matmul(x, self._weight_cache()[1]))
 
 
 class QuantConv2d(QuantSynapseMixin, nn.Conv2d):
