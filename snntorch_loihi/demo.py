@@ -117,8 +117,8 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
     t0 = time.perf_counter()
     n = x_te.shape[1] if cfg.lava_samples is None else min(cfg.lava_samples, x_te.shape[1])
     x_lava, y_lava = x_te[:, :n], y_te[:n]
-    with sl.to_lava(graph) as lava_net:
-        lava_spk = torch.as_tensor(lava_net.run(x_lava, progress=cfg.progress).output).float()
+    with sl.to_lava(graph, progress=cfg.progress) as lava_net:
+        lava_spk = lava_net(x_lava)
     acc_lava = float((lava_spk.sum(0).argmax(-1) == y_lava).float().mean())
     times["Lava fixed-point run"] = time.perf_counter() - t0
     with torch.no_grad():

@@ -1,0 +1,26 @@
+"""Lava imports even after something fixed multiprocessing's start method (tqdm does)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+from tqdm import tqdm
+for _ in tqdm(range(2), disable=False):
+    pass
+import multiprocessing
+assert multiprocessing.get_start_method(allow_none=True) is not None
+import snntorch_loihi as sl
+from snntorch_loihi.lava import runner  # noqa: F401
+print(sl.to_lava.__name__)
+"""
+
+
+@pytest.mark.lava
+def test_lava_imports_after_a_progress_bar():
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "to_lava" in out.stdout
