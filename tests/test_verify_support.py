@@ -16,7 +16,8 @@ def even(rng: np.random.Generator, lo: int, hi: int, shape: tuple[int, ...]) -> 
 
 
 def mlp(seed: int = 0, *, bias: bool = False, recurrent: bool = False, weight_exp: int = 0,
-        graded: int = 0, n_in: int = 12, hidden: int = 10, n_out: int = 4) -> LoihiNetwork:
+        graded: int = 0, n_in: int = 12, hidden: int = 10, n_out: int = 4,
+        du: int = 1200) -> LoihiNetwork:
     rng = np.random.default_rng(seed)
     b1 = (rng.integers(-4, 8, (hidden,)) * 64) if bias else np.zeros((hidden,), np.int64)
     syn1 = LoihiSynapse("dense", even(rng, -120 >> weight_exp, 200 >> weight_exp, (hidden, n_in)),
@@ -25,7 +26,7 @@ def mlp(seed: int = 0, *, bias: bool = False, recurrent: bool = False, weight_ex
     rec = None
     if recurrent:
         rec = LoihiSynapse("dense", even(rng, -100, 100, (hidden, hidden)), (hidden,), (hidden,))
-    l1 = LoihiLayer("h", syn1, LoihiNeuron((hidden,), 1200, 300, 300 << weight_exp,
+    l1 = LoihiLayer("h", syn1, LoihiNeuron((hidden,), du, 300, 300 << weight_exp,
                                            bias_mant=b1, bias_exp=np.zeros((hidden,), np.int64)),
                     recurrent=rec)
     l2 = LoihiLayer("out", LoihiSynapse("dense", even(rng, -150, 220, (n_out, hidden)),
