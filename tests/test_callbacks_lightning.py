@@ -170,6 +170,20 @@ def test_resume_from_checkpoint_restores_callback_state(tmp_path, monkeypatch):
     assert first[3].callback.best_score <= best.best_score
 
 
+@pytest.mark.lava
+def test_trainer_parity_check_runs_lava(tmp_path):
+    _, _, xv, _ = digits()
+    net = make_net()
+    callbacks = [slc.QuantizationSchedule(float_epochs=0, net_attr="net"),
+                 slc.ParityCheck(xv[:, :2], every=1, raise_on_mismatch=True, net_attr="net")]
+    tr = trainer(tmp_path, 2, callbacks)
+    tr.fit(LitDigits(net, steps_of(net)), *loaders())
+    history = callbacks[1].callback.history
+    assert [(h["epoch"], h["exact"]) for h in history] == [(0, True), (1, True)]
+    assert float(tr.callback_metrics["parity/exact"]) == 1.0
+    assert float(tr.callback_metrics["parity/3/mismatches"]) == 0.0
+
+
 def test_monitor_stops_the_trainer(tmp_path):
     _, _, xv, _ = digits()
     net = make_net()
@@ -233,12 +247,11 @@ from snntorch_loihi.callbacks import lightning as slc
 from test_callbacks_lightning import LitDigits, fake_verify_factory, loaders, ModeRecorder
 from test_callbacks_task import digits, make_net, steps_of
 
-calls = []
-fake = fake_verify_factory(calls)
-def marked_verify(*args, **kwargs):  # stands in for the Lava run: one marker per call
+run_verify = verify_mod.verify if os.environ.get("CB_REAL_LAVA") == "1" else fake_verify_factory([])
+def marked_verify(*args, **kwargs):  # Lava (or its stand-in), leaving one marker per call
     with open(out / "verify_calls.txt", "a") as f:
         f.write(os.environ.get("LOCAL_RANK", "0") + "\\n")
-    return fake(*args, **kwargs)
+    return run_verify(*args, **kwargs)
 verify_mod.verify = marked_verify
 
 _, _, xv, _ = digits()
@@ -258,15 +271,19 @@ trainer.fit(LitDigits(net, steps_of(net)), *loaders())
 schedule, monitor, parity, best = (cb.callback for cb in callbacks)
 result = dict(rank=trainer.global_rank, modes=recorder.modes, monitor=len(monitor.history),
               parity=len(parity.history), writes=best.writes,
+              exact=[h["exact"] for h in parity.history], parity_history=parity.history,
               metrics={{k: float(v) for k, v in trainer.callback_metrics.items()}})
 (out / f"rank{{trainer.global_rank}}.json").write_text(json.dumps(result))
 """
 
 
-def test_ddp_two_cpu_processes_do_rank_zero_work_once(tmp_path):
+@pytest.mark.parametrize("real_lava", [False, pytest.param(True, marks=pytest.mark.lava)],
+                         ids=["stand-in", "lava"])
+def test_ddp_two_cpu_processes_do_rank_zero_work_once(tmp_path, real_lava):
     script = tmp_path / "ddp_run.py"
     script.write_text(textwrap.dedent(DDP_SCRIPT.format(tests=str(TESTS))))
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",
+           "CB_REAL_LAVA": "1" if real_lava else "0"}
     env.pop("LOCAL_RANK", None)
     proc = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=TESTS.parent,
                           env=env, capture_output=True, text=True, timeout=300)
@@ -278,6 +295,7 @@ def test_ddp_two_cpu_processes_do_rank_zero_work_once(tmp_path):
     # monitoring, parity (the Lava stand-in) and the files: rank zero only, once per epoch
     assert (tmp_path / "verify_calls.txt").read_text().split() == ["0", "0"]
     assert (r0["monitor"], r0["parity"]) == (2, 2) and (r1["monitor"], r1["parity"]) == (0, 0)
+    assert r0["exact"] == [True, True] and r1["exact"] == []
     assert r0["writes"] >= 1 and r1["writes"] == 0
     assert (tmp_path / "best" / "best.nir").exists()
     # every rank logged the broadcast values

@@ -29,6 +29,19 @@ def _per_layer(report: Any) -> tuple[dict[str, int], dict[str, int | None]]:
             {str(lp.name): lp.first_divergence for lp in layers})
 
 
+def _preload_lava() -> None:
+    """Import Lava now, if it is installed (verify raises a clear error later if not).
+
+    Lava's import calls ``multiprocessing.set_start_method('fork')``, which fails once anything
+    has fixed the start method, as a DDP run has by the time an epoch ends; importing it when
+    the callback is built, before the Trainer starts, avoids that.
+    """
+    try:
+        import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
+    except Exception:  # pragma: no cover - depends on the environment
+        return
+
+
 class ParityCheck(Callback):
     """Every ``every`` epochs, run :func:`snntorch_loihi.verify` on a small fixed batch.
 
@@ -67,6 +80,7 @@ class ParityCheck(Callback):
         self.every, self.backend = every, backend
         self.raise_on_mismatch = bool(raise_on_mismatch)
         self.float_drift = bool(float_drift)
+        _preload_lava()
         self.history: list[dict[str, Any]] = []
         self._fresh: dict[str, float] = {}
 
