@@ -58,6 +58,12 @@ class QuantizationSchedule(Callback):
     The decision is :meth:`phase` (pure); the hooks only apply it, so resuming at any epoch
     restores the same modes.
 
+    Staging needs layers that accept mixed modes. With the layer contract of
+    :mod:`snntorch_loihi.nn` a quantized synapse outputs integer ``a_in`` (weight-mantissa
+    units, one step late) and only a quantized neuron converts it, so in a staged epoch the
+    float neurons receive inputs ``2**(k - 6)`` times too large: use ``staged`` only with layers
+    that handle the mixed case.
+
     Args:
         float_epochs: epochs of float warm-up (quantization disabled); 0 quantizes from the start.
         freeze_epoch: epoch at whose start calibration is frozen; None never freezes. Must be
