@@ -329,3 +329,42 @@ def test_synapse_without_neuron_is_an_error():
                         QuantLinear(3, 2, bias=False))
     with pytest.raises(UnsupportedModuleError, match=r"QuantLinear '2': the last synapse feeds no neuron"):
         extract(net, torch.zeros(4))
+
+
+class Shared(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = QuantLinear(4, 4, bias=False)
+        self.lif1 = QuantAwareLeaky(0.9, init_hidden=True)
+        self.lif2 = QuantAwareLeaky(0.9, init_hidden=True)
+
+    def forward(self, x):
+        return self.lif2(self.fc(self.lif1(self.fc(x))))
+
+
+def test_extract_rejects_a_module_called_twice_in_one_step():
+    net = Shared()
+    net.apply(enable_quantization)
+    with pytest.raises(UnsupportedModuleError, match=r"QuantLinear 'fc': a module must be called once"):
+        extract(net, torch.zeros(4))
+
+
+class InnerLoop(nn.Module):
+    """snnTorch tutorial style: the same input step is presented num_steps times."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = QuantLinear(4, 3, bias=False)
+        self.lif1 = QuantAwareLeaky(0.9, init_hidden=True)
+        self.fc2 = QuantLinear(3, 2, bias=False)
+        self.lif2 = QuantAwareLeaky(0.9, init_hidden=True)
+
+    def forward(self, x):
+        return torch.stack([self.lif2(self.fc2(self.lif1(self.fc1(x)))) for _ in range(3)])
+
+
+def test_extract_reads_the_first_step_of_an_inner_time_loop():
+    net = InnerLoop()
+    net.apply(enable_quantization)
+    ir = extract(net, torch.zeros(2, 4))
+    assert [la.name for la in ir.layers] == ["lif1", "lif2"] and ir.input_shape == (4,)

@@ -115,6 +115,8 @@ def _ptr(t: torch.Tensor) -> int:
 
 def _trace(net: nn.Module, sample: torch.Tensor) -> tuple[list[_Call], int]:
     """One forward of a copy of ``net``; the first call of each module, in call order."""
+    sample = torch.as_tensor(sample)
+    sample_ptr = _ptr(sample)
     copy_net = copy.deepcopy(net)
     copy_net.eval()
     calls: list[_Call] = []
@@ -126,8 +128,16 @@ def _trace(net: nn.Module, sample: torch.Tensor) -> tuple[list[_Call], int]:
         def hook(mod: nn.Module, args: tuple, output: Any) -> None:
             if stop[0]:
                 return
-            if id(mod) in seen:  # the next time step (or a shared module): stop recording
-                stop[0] = True
+            if id(mod) in seen:
+                x = _first_tensor(args)
+                next_step = mod is calls[0].module and x is not None and _ptr(x) == sample_ptr
+                if not next_step:
+                    raise UnsupportedModuleError(
+                        f"{type(mod).__name__} '{path}': a module must be called once per time "
+                        f"step, got a second call in the same step (the first module "
+                        f"'{calls[0].path}' had not run again on the input). Shared modules have "
+                        f"no Loihi counterpart; use separate layers.")
+                stop[0] = True  # the first module again: the next time step
                 return
             seen.add(id(mod))
             x, y = _first_tensor(args), _first_tensor(output)
@@ -144,14 +154,13 @@ def _trace(net: nn.Module, sample: torch.Tensor) -> tuple[list[_Call], int]:
         if m is copy_net and _kind(m) is None:
             continue
         handles.append(m.register_forward_hook(make_hook(path, m)))
-    sample = torch.as_tensor(sample)
     try:
         with torch.no_grad():
             copy_net(sample)
     finally:
         for h in handles:
             h.remove()
-    return calls, _ptr(sample)
+    return calls, sample_ptr
 
 
 def _batch_dims(c: _Call) -> int:

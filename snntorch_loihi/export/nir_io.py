@@ -414,5 +414,5 @@ def from_nir_graph(graph: nir.NIRGraph, *, dt: float | None = None) -> LoihiNetw
     from .nir_float import quantize_float_graph
 
     meta = graph.metadata.get("loihi", {}) if isinstance(graph.metadata, dict) else {}
-    step = float(meta.get("dt", dt if dt is not None else DT)) if dt is None else float(dt)
+    step = float(dt) if dt is not None else float(meta.get("dt", DT))
     return quantize_float_graph(graph, chain, dt=step)
