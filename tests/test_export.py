@@ -16,7 +16,7 @@ from snntorch_loihi.errors import QuantizationWarning, RegisterRangeError, Unsup
 from snntorch_loihi.export import export, extract, from_nir, from_nir_graph
 from snntorch_loihi.fixed.network import simulate
 from snntorch_loihi.ir import LoihiNetwork
-from snntorch_loihi.nn import QuantAwareLeaky, QuantLinear, enable_quantization
+from snntorch_loihi.nn import QuantAwareLeaky, QuantLinear, QuantSumPool2d, enable_quantization
 from snntorch_loihi.qat import prepare_qat
 from snntorch_loihi.spec import LOIHI
 
@@ -130,6 +130,9 @@ CASES = {
     "avgpool-flatten": (lambda: nn.Sequential(
         nn.Conv2d(1, 2, 3, padding=1), _leaky(threshold=0.3), nn.AvgPool2d(2), nn.Flatten(),
         nn.Linear(18, 4), _leaky(threshold=0.3)), (1, 6, 6)),
+    "sumpool": (lambda: nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), _leaky(threshold=0.3), QuantSumPool2d(3), nn.Flatten(),
+        nn.Linear(8, 4), _leaky(threshold=0.6)), (1, 6, 6)),
     "identity-dropout": (lambda: nn.Sequential(
         nn.Linear(12, 7), nn.Identity(), _leaky(threshold=0.5), nn.Dropout(0.2), nn.Linear(7, 3),
         _leaky(threshold=0.3)), (12,)),
@@ -142,12 +145,18 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("quant_aware", [False, True], ids=["float", "quant-aware"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_layer_alone_round_trip(case, tmp_path):
+def test_layer_alone_round_trip(case, quant_aware, tmp_path):
     torch.manual_seed(0)
     make, shape = CASES[case]
     net = make().eval()
-    check_round_trip(net, torch.zeros(2, *shape), spikes((15, 2, *shape)), tmp_path)
+    sample = torch.zeros(2, *shape)
+    if quant_aware:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net = prepare_qat(net, example_input=sample)
+    check_round_trip(net, sample, spikes((15, 2, *shape)), tmp_path)
 
 
 def test_quant_aware_network_exports_its_own_registers_without_warning(tmp_path):
