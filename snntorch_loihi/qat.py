@@ -26,6 +26,7 @@ fits ``bias_mant << 7`` and (e) for ``reset="none"`` the worst-case ``|v|`` stay
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -343,22 +344,33 @@ def prepare_qat(
     return root
 
 
-def _max_abs_rowsum(w: torch.Tensor) -> tuple[float, float]:
-    w = w.detach().abs()
-    if w.dim() <= 1:
-        return float(w.max()) if w.numel() else 0.0, float(w.max()) if w.numel() else 0.0
-    return float(w.max()), float(w.flatten(1).sum(1).max())
+def _mantissas(syn: QuantSynapseMixin, offset: int) -> torch.Tensor:
+    """Mantissas of ``syn``'s float weights for ``weight_exp - scale_exp = offset``."""
+    w = syn.weight.detach()
+    lo, hi, step = weight_grid(syn.num_weight_bits, determine_sign_mode(w))
+    return torch.clamp(torch.round(w * 2.0 ** (-6 - offset) / step) * step, lo, hi)
 
 
-def _choose_weight_exp(syn: QuantSynapseMixin, k: int, wmax: float) -> int | None:
-    _, hi, _ = weight_grid(syn.num_weight_bits, determine_sign_mode(syn.weight.detach()))
-    hi = max(hi, 1)
-    exps = [0] if isinstance(syn, QuantConv2d) else range(LOIHI.weight_exp_min,
-                                                          LOIHI.weight_exp_max + 1)
-    for e in exps:
-        if wmax * 2.0 ** (k - 6 - e) <= hi:
-            return e
-    return None
+def _best_offset(syn: QuantSynapseMixin) -> int:
+    """``weight_exp - scale_exp`` with the least squared weight error (clipping allowed).
+
+    Starts from the offset that fits ``max|w|`` on the grid and tries up to 3 finer ones,
+    which clip the largest weights but resolve the bulk (this matters below ~4 bits).
+    """
+    w = syn.weight.detach()
+    lo, hi, _ = weight_grid(syn.num_weight_bits, determine_sign_mode(w))
+    pos = float(w.clamp(min=0).max()) if w.numel() and hi > 0 else 0.0
+    neg = float((-w).clamp(min=0).max()) if w.numel() and lo < 0 else 0.0
+    if pos == 0.0 and neg == 0.0:
+        return -6
+    # smallest offset d that puts the largest weights of each sign on the grid
+    d0 = max(math.ceil(math.log2(pos / hi)) if pos else -999,
+             math.ceil(math.log2(neg / -lo)) if neg else -999) - 6
+    while pos * 2.0 ** (-6 - d0) > hi or neg * 2.0 ** (-6 - d0) > -lo:
+        d0 += 1
+    errs = {d: float(((_mantissas(syn, d) * 2.0 ** (6 + d) - w) ** 2).sum())
+            for d in range(d0, d0 - 4, -1)}
+    return min(errs, key=lambda d: (errs[d], -d))
 
 
 def _calibrate_neuron(n: QuantNeuronMixin) -> None:
@@ -382,20 +394,25 @@ def _calibrate_neuron(n: QuantNeuronMixin) -> None:
     thr = 0.0 if n.reset_mechanism == "none" else float(n.threshold.detach().max())
     bmax = float(n.bias.detach().abs().max()) if n.bias is not None else 0.0
     dv_min = float((LOIHI.decay_unity - torch.round(LOIHI.decay_unity * beta)).clamp(0, 4095).min())
-    stats = [(s, x, *_max_abs_rowsum(s.weight)) for s, x in syns]
+    stats = []
+    for s, x in syns:
+        d = _best_offset(s)
+        rows = _mantissas(s, d).abs()
+        stats.append((s, x, d, float(rows.reshape(rows.shape[0], -1).sum(1).max())
+                      if rows.dim() > 1 else float(rows.max())))
     for k in range(48, -33, -1):
         if round(thr * 2.0 ** (k - 6)) > _VTH_CAP:
             continue
         if bmax * 2.0**k > LOIHI.bias_mant_max * 2**LOIHI.bias_exp_max:
             continue
         exps, a_bound, ok = [], 0.0, True
-        for s, xmax, wmax, rowsum in stats:
-            e = _choose_weight_exp(s, k, wmax)
-            if e is None:
+        for s, xmax, d, rowsum in stats:
+            e = 0 if isinstance(s, QuantConv2d) else max(k + d, LOIHI.weight_exp_min)
+            if e > LOIHI.weight_exp_max or e - k < d:   # would clip beyond the chosen grid
                 ok = False
                 break
             exps.append(e)
-            acc = rowsum * 2.0 ** (k - 6 - e) * xmax
+            acc = rowsum * 2.0 ** (d - (e - k)) * xmax + 1   # mantissas shrink if e - k > d
             ok = ok and acc < LOIHI.float32_exact
             a_bound += acc * 2.0**e
         u_bound = a_bound * (1 << LOIHI.act_shift) * gain
