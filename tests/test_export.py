@@ -377,3 +377,28 @@ def test_extract_reads_the_first_step_of_an_inner_time_loop():
     net.apply(enable_quantization)
     ir = extract(net, torch.zeros(2, 4))
     assert [la.name for la in ir.layers] == ["lif1", "lif2"] and ir.input_shape == (4,)
+
+
+@pytest.mark.lava
+def test_exported_conv_net_matches_lava_bit_for_bit(tmp_path):
+    """The exported file (folded pooling, a recurrent layer) runs in Lava as the net does."""
+    from snntorch_loihi.lava.convert import to_lava
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), snn.Leaky(beta=0.8, threshold=0.3, init_hidden=True),
+        nn.AvgPool2d(2),
+        nn.Conv2d(4, 6, 3), snn.Leaky(beta=0.8, threshold=0.3, init_hidden=True),
+        nn.AvgPool2d(2), nn.Flatten(),
+        nn.Linear(24, 5), snn.RLeaky(beta=0.9, linear_features=5, threshold=0.2, init_hidden=True),
+    ).eval()
+    sample = torch.zeros(2, 1, 12, 12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qnet = prepare_qat(net, example_input=sample)
+    export_quiet(net, sample, path=tmp_path / "c.nir")
+    x = spikes((12, 2, 1, 12, 12), 0.5)
+    expected = run_steps(qnet, x, 3)
+    with to_lava(tmp_path / "c.nir", progress=False) as model:
+        got = torch.as_tensor(model(x)).to(expected.dtype)
+    assert torch.equal(got, expected) and expected.sum() > 0
