@@ -188,6 +188,22 @@ def test_count_overflows_equals_a_direct_count_from_simulate():
     assert got["a"].neurons == 6 and 0 <= got["a"].spike_rate <= 1
 
 
+def test_count_overflows_of_a_conv_net_equals_a_direct_count():
+    rng = np.random.default_rng(2)
+    conv = LoihiSynapse("conv", rng.integers(100, 127, (4, 8, 3, 3)) * 2, (8, 6, 6), (4, 4, 4))
+    dense = LoihiSynapse("dense", rng.integers(-256, 255, (5, 64)) // 2 * 2, (4, 4, 4), (5,),
+                         weight_exp=7)
+    ir = LoihiNetwork((8, 6, 6), (  # u keeps its current (du = 0) and wraps within T steps
+        LoihiLayer("c", conv, LoihiNeuron((4, 4, 4), du=0, dv=200, vth=131071)),
+        LoihiLayer("d", dense, LoihiNeuron((5,), du=4095, dv=4095, vth=50))))
+    x = (torch.rand(12, 3, 8, 6, 6, generator=torch.Generator().manual_seed(3)) < 0.9).float()
+    got = count_overflows(ir, x)
+    want = direct_counts(ir, x)
+    assert {k: {c: getattr(got[k], c) for c in want[k]} for k in want} == want
+    assert got["c"].current_wraps > 0 and got["d"].current_wraps > 0
+    assert 0 < got["c"].spike_rate < 1
+
+
 def _direct_clipped(net) -> list[int]:
     """Per QuantLinear: mantissas that rounding put outside the grid and registers() clipped."""
     out = []

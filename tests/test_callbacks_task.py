@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import snntorch as snn
 import torch
+import torch.nn.functional as F
 from snntorch import functional as SF
 from torch import nn
 
@@ -58,18 +59,24 @@ def loss_fn():
     return SF.ce_count_loss()
 
 
-def _acc(syn: LoihiSynapse, s: torch.Tensor) -> torch.Tensor:
-    """``(T, B, *in)`` -> ``(T, B, *out)`` Dense accumulation (binary), per step."""
+def _acc(syn: LoihiSynapse, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(T, B, *in)`` spikes -> per-step ``(a_in, conv accumulator wraps)``, ``(T, B, *out)``."""
     w = torch.as_tensor(np.asarray(syn.weight_mant), dtype=torch.int64)
     t, b = s.shape[:2]
-    acc = (s.reshape(t, b, -1) != 0).to(torch.int64) @ w.T
+    s = (s != 0).to(torch.int64)
+    if syn.kind == "conv":
+        acc = F.conv2d(s.reshape(t * b, *syn.in_shape).double(), w.double(), None, syn.stride,
+                       syn.padding, syn.dilation, syn.groups).to(torch.int64)
+        wrapped = wrap_current(acc)
+        return wrapped.reshape(t, b, *syn.out_shape), (wrapped != acc).reshape(t, b, *syn.out_shape)
+    acc = s.reshape(t, b, -1) @ w.T
     e = syn.weight_exp
     acc = acc * (1 << e) if e >= 0 else acc >> (-e)
-    return acc.reshape(t, b, *syn.out_shape)
+    return acc.reshape(t, b, *syn.out_shape), torch.zeros_like(acc, dtype=torch.bool)
 
 
 def direct_counts(ir: LoihiNetwork, x: torch.Tensor) -> dict[str, dict[str, int]]:
-    """Counts rebuilt from ``simulate``'s recorded traces, vectorized over time (dense only).
+    """Counts rebuilt from ``simulate``'s recorded traces, vectorized over time.
 
     ``a_in[t]`` is the accumulation of the layer input at ``t - 1``; the current before its
     wrap is ``decay(u[t-1]) + (a_in[t] << 6)``; the voltage before saturation is
@@ -84,9 +91,11 @@ def direct_counts(ir: LoihiNetwork, x: torch.Tensor) -> dict[str, dict[str, int]
         tr = res[layer.name]
         n = layer.neuron
         zero = torch.zeros_like(tr.u[:1])
-        a_in = torch.cat([zero, _acc(layer.synapse, inp[:-1])])
+        ff, ff_wraps = _acc(layer.synapse, inp[:-1])
+        a_in = torch.cat([zero, ff])
+        conv_wraps = int(ff_wraps[: steps - 1].sum())  # accumulations delivered within the run
         if layer.recurrent is not None:
-            a_in = a_in + torch.cat([zero, _acc(layer.recurrent, tr.s[:-1])])
+            a_in = a_in + torch.cat([zero, _acc(layer.recurrent, tr.s[:-1])[0]])
         u_prev = torch.cat([zero, tr.u[:-1]])
         v_prev = torch.cat([zero, tr.v[:-1]])
         u_pre = decay(u_prev, current_decay_factor(n.du)) + a_in * 64
@@ -96,7 +105,7 @@ def direct_counts(ir: LoihiNetwork, x: torch.Tensor) -> dict[str, dict[str, int]
         window = tr.s[k + 1: x.shape[0] + k + 1]
         per_neuron = window.sum((0, 1))
         out[layer.name] = {
-            "current_wraps": int((wrap_current(u_pre) != u_pre).sum()),
+            "current_wraps": int((wrap_current(u_pre) != u_pre).sum()) + conv_wraps,
             "voltage_saturations": int((saturate_voltage(v_pre) != v_pre).sum()),
             "never_fire": int((per_neuron == 0).sum()),
             "always_fire": int((per_neuron == window.shape[0] * window.shape[1]).sum()),
