@@ -186,6 +186,8 @@ def test_count_overflows_equals_a_direct_count_from_simulate():
     assert got["a"].current_wraps > 0 and got["a"].voltage_saturations > 0  # the test bites
     assert got["b"].current_wraps > 0 and got["b"].voltage_saturations > 0
     assert got["a"].neurons == 6 and 0 <= got["a"].spike_rate <= 1
+    with pytest.raises(ValueError, match=r"x must have shape \(T, B, \*\(5,\)\), got \(12, 5\)"):
+        count_overflows(ir, x[:, 0])
 
 
 def test_count_overflows_of_a_conv_net_equals_a_direct_count():

@@ -6,9 +6,7 @@ run under Lightning through :mod:`snntorch_loihi.callbacks.lightning`.
 
 Example:
     >>> import torch
-    >>> import torch
-import torch
-from torch import nn
+    >>> from torch import nn
     >>> from snntorch_loihi.callbacks import Callback, CallbackList
     >>> class StopAfter(Callback):
     ...     def on_epoch_end(self, net, epoch, metrics):

@@ -105,6 +105,9 @@ def count_overflows(net: LoihiNetwork, x: torch.Tensor | np.ndarray,
         x: ``(T, B, *net.input_shape)`` integer-valued input (spikes or graded payloads).
         steps: steps to run; default ``T + net.delay`` (every layer's full window).
 
+    Raises:
+        ValueError: ``x`` does not have the shape ``(T, B, *net.input_shape)``.
+
     Returns:
         ``{layer name: LayerOverflow}`` in network order (``clipped_weights`` is 0: the IR holds
         weights that are on the grid already; see :func:`count_clipped_weights`).
@@ -119,6 +122,11 @@ def count_overflows(net: LoihiNetwork, x: torch.Tensor | np.ndarray,
         (3, 1)
     """
     xi = torch.as_tensor(x).to(torch.int64)
+    if xi.dim() != 2 + len(net.input_shape) or tuple(xi.shape[2:]) != tuple(net.input_shape):
+        raise ValueError(
+            f"count_overflows: x must have shape (T, B, *{tuple(net.input_shape)}), got "
+            f"{tuple(xi.shape)}. Put time first and batch second."
+        )
     n_in, batch = xi.shape[0], xi.shape[1]
     steps = n_in + net.delay if steps is None else int(steps)
     shapes = [tuple(layer.neuron.shape) for layer in net.layers]
@@ -131,6 +139,9 @@ def count_overflows(net: LoihiNetwork, x: torch.Tensor | np.ndarray,
     sats = [0] * len(shapes)
     spikes_in_window = [torch.zeros((batch, *s), dtype=torch.int64) for s in shapes]
     zero_in = torch.zeros((batch, *net.input_shape), dtype=torch.int64)
+    biases = [effective_bias(torch.as_tensor(np.asarray(layer.neuron.bias_mant), dtype=torch.int64),
+                             torch.as_tensor(np.asarray(layer.neuron.bias_exp), dtype=torch.int64))
+              for layer in net.layers]
     for t in range(steps):
         inp = xi[t] if t < n_in else zero_in
         for k, layer in enumerate(net.layers):
@@ -141,9 +152,7 @@ def count_overflows(net: LoihiNetwork, x: torch.Tensor | np.ndarray,
             u_pre = decay(u[k], current_decay_factor(int(n.du))) + a_in * (1 << LOIHI.act_shift)
             u[k] = wrap_current(u_pre)
             wraps[k] += int((u[k] != u_pre).sum())
-            bias = effective_bias(torch.as_tensor(np.asarray(n.bias_mant), dtype=torch.int64),
-                                  torch.as_tensor(np.asarray(n.bias_exp), dtype=torch.int64))
-            v_pre = decay(v[k], voltage_decay_factor(int(n.dv))) + u[k] + bias
+            v_pre = decay(v[k], voltage_decay_factor(int(n.dv))) + u[k] + biases[k]
             v[k] = saturate_voltage(v_pre)
             sats[k] += int((v[k] != v_pre).sum())
             s = (v[k] > int(n.vth) * (1 << LOIHI.vth_shift)).to(torch.int64)
