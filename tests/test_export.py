@@ -402,3 +402,19 @@ def test_exported_conv_net_matches_lava_bit_for_bit(tmp_path):
     with to_lava(tmp_path / "c.nir", progress=False) as model:
         got = torch.as_tensor(model(x)).to(expected.dtype)
     assert torch.equal(got, expected) and expected.sum() > 0
+
+
+def test_float_export_warns_per_layer_and_passes_on_semantics_warnings():
+    from snntorch_loihi.errors import SemanticsChangeWarning
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 4), snn.Synaptic(alpha=0.8, beta=0.9, init_hidden=True))
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        export(net, torch.zeros(6))
+    assert any(w.category is SemanticsChangeWarning and "subtract" in str(w.message) for w in rec)
+    msg = next(str(w.message) for w in rec if w.category is QuantizationWarning
+               and "per layer" in str(w.message))
+    assert "Synaptic '1': beta 0.9 -> 0.899902 (dv=410); alpha 0.8 -> 0.800049 (du=818)" in msg
+    assert "threshold 1 -> 1" in msg and "weights '0' max |err|" in msg
+    assert "reset subtract -> zero" in msg

@@ -180,12 +180,10 @@ def export(net: nn.Module, sample: torch.Tensor, *, path: str | PathLike | None 
             qnet = prepare_qat(net, example_input=sample)
         ir, syn_paths = extract_with_paths(qnet, sample)
         lines = _summary(net, qnet, ir, syn_paths)
-        notes = sorted({str(w.message) for w in caught})
-        msg = ("export: quantized a float network post-training for Loihi (prepare_qat); "
-               "per layer:\n" + "\n".join(lines))
-        if notes:
-            msg += "\n  notes:\n" + "\n".join(f"    {n}" for n in notes)
-        warnings.warn(msg, QuantizationWarning, stacklevel=2)
+        for w in caught:  # prepare_qat's own warnings, with their categories, from here
+            warnings.warn(w.message, w.category, stacklevel=2)
+        warnings.warn("export: quantized a float network post-training for Loihi (prepare_qat); "
+                      "per layer:\n" + "\n".join(lines), QuantizationWarning, stacklevel=2)
     else:
         ir, _ = extract_with_paths(net, sample)
     graph = to_nir(ir, dt=dt)
