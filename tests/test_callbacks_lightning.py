@@ -184,6 +184,21 @@ def test_trainer_parity_check_runs_lava(tmp_path):
     assert float(tr.callback_metrics["parity/3/mismatches"]) == 0.0
 
 
+@pytest.mark.xfail(reason="snntorch_loihi.nn caches quantized parameters with their autograd "
+                   "graph (_wcache/_qcache), so a network cannot be deep-copied (extract, export, "
+                   "verify) right after a training step; fix belongs in snntorch_loihi.nn",
+                   raises=RuntimeError, strict=False)
+def test_callbacks_right_after_training_without_validation(tmp_path):
+    _, _, xv, _ = digits()
+    net = make_net()
+    callbacks = [slc.QuantizationSchedule(float_epochs=0, net_attr="net"),
+                 slc.OverflowMonitor(xv[:, :4], warn_above=None, net_attr="net"),
+                 slc.ExportBest(tmp_path, monitor="loss", mode="min", sample=xv[0, :1],
+                                netx=False, net_attr="net")]
+    trainer(tmp_path, 1, callbacks).fit(LitDigits(net, steps_of(net)), loaders()[0])
+    assert len(callbacks[1].callback.history) == 1 and (tmp_path / "best.nir").exists()
+
+
 def test_monitor_stops_the_trainer(tmp_path):
     _, _, xv, _ = digits()
     net = make_net()
