@@ -12,15 +12,20 @@ a neuron and the next synapse. Forward order is: the registration order for a tr
 
 **Calibration rule** (per neuron population, :func:`calibrate`). Choose the largest integer
 ``k = scale_exp`` such that (a) ``vth = round(threshold * 2**(k-6)) <= 65535`` (one bit of
-headroom for ``v`` above the threshold within the 17-bit register), (b) each feeding Dense has
-an exponent ``weight_exp`` in ``[-8, 7]`` that puts ``max|w| * 2**(k-6-weight_exp)`` inside its
-mantissa grid (the smallest such exponent is taken: finest weights); a Conv needs it with
-exponent 0, (c) the worst-case current ``|u| <= 64 * sum_j |w_ij| * 2**(k-6) * x_max`` (divided
-by ``(du + 1) / 4096`` for a Synaptic current, recurrent spikes included, ``x_max`` = 1 for
-spikes, ``2**num_message_bits - 1`` for graded input, times the pool area after a sum pool) stays
-below ``2**23`` (no wrap) and every accumulator below ``2**24`` (exact in float32), (d) the bias
+headroom for ``v`` above the threshold within the 17-bit register), (b) each feeding synapse
+keeps its weights on the grid with the least squared error: the offset ``weight_exp - k`` is
+chosen once per synapse among the one that fits ``max|w|`` and three finer ones (clipping the
+largest weights; this is what matters below ~4 bits), and ``weight_exp = k + offset`` must lie
+in ``[-8, 7]`` (a Conv has ``weight_exp = 0``, so its offset bounds ``k``), (c) the worst-case
+current ``|u| <= 64 * max_i sum_j |weight_mant_ij| * 2**weight_exp * x_max`` (divided by
+``(du + 1) / 4096`` for a Synaptic current, recurrent spikes included, ``x_max`` = 1 for spikes,
+``2**num_message_bits - 1`` for graded input, times the pool area after a sum pool) stays below
+``2**23`` (no wrap) and every accumulator below ``2**24`` (exact in float32), (d) the bias
 fits ``bias_mant << 7`` and (e) for ``reset="none"`` the worst-case ``|v|`` stays below
 ``2**23``. Each bias gets the smallest ``bias_exp`` that fits its 13-bit mantissa.
+
+Calibration runs in :func:`prepare_qat` and on request (:func:`calibrate`); training does not
+move it. :func:`freeze_calibration` and ``load_registers`` pin a layer's choice.
 """
 
 from __future__ import annotations

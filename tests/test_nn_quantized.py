@@ -262,3 +262,16 @@ def test_prepared_net_still_wraps_after_registers_overflow() -> None:
     assert got[0]["v"].min() < 0                     # a_in << 6 wrapped to negative
     q2 = _convert(nn.Sequential(nn.Linear(8, 3, bias=False), _leaky()))
     assert not q2[1]._needs_wrap()                   # calibrated: no overflow possible
+
+
+@given(v=st.lists(st.integers(-(2**23) + 1, 2**23 - 1), min_size=1, max_size=64),
+       f=st.integers(0, 4096))
+def test_float32_decay_kernel_is_exact(v, f) -> None:
+    from snntorch_loihi.fixed import decay
+    from snntorch_loihi.nn._kernels import _decay
+
+    x = torch.tensor(v, dtype=torch.float32)
+    want = decay(torch.tensor(v, dtype=torch.int64), f)
+    assert torch.equal(_decay(x, torch.tensor(float(f))).long(), want)
+    edge = torch.tensor([2.0**23 - 1, -(2.0**23 - 1), 4095.0, -4097.0])
+    assert torch.equal(_decay(edge, torch.tensor(float(f))).long(), decay(edge.long(), f))
