@@ -116,7 +116,7 @@ def _exact(net: LoihiNetwork, x: torch.Tensor, path) -> None:
 
 @pytest.mark.lava
 @pytest.mark.parametrize("case", ["mlp_bias", "recurrent", "weight_exp", "conv", "graded",
-                                  "overflow"])
+                                  "overflow", "dense_on_image"])
 def test_netx_runs_exactly_like_simulate(case, tmp_path) -> None:
     if case == "mlp_bias":
         net, x = mlp(1, bias=True), spikes((10, 3, 12), seed=1)
@@ -129,6 +129,12 @@ def test_netx_runs_exactly_like_simulate(case, tmp_path) -> None:
     elif case == "graded":
         net = mlp(5, graded=8)
         x = torch.randint(0, 40, (8, 2, 12), generator=torch.Generator().manual_seed(5))
+    elif case == "dense_on_image":  # a (C, H, W) input into a Dense: fed flattened in C-order
+        base = mlp(6, n_in=12)
+        syn = dataclasses.replace(base.layers[0].synapse, in_shape=(2, 3, 2))
+        net = LoihiNetwork((2, 3, 2), (dataclasses.replace(base.layers[0], synapse=syn),
+                                       base.layers[1]))
+        x = spikes((6, 2, 2, 3, 2), seed=6)
     else:
         net, x = overflow_net(graded=True), torch.full((6, 2, 6), 150, dtype=torch.int64)
         x[:, 1, ::2] = 0

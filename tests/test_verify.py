@@ -85,6 +85,18 @@ def test_mlp_leaky_synaptic_with_bias_is_exact(tmp_path) -> None:
 
 
 @pytest.mark.lava
+def test_float_network_is_quantized_first_with_a_warning() -> None:
+    from snntorch_loihi.errors import QuantizationWarning
+    from snntorch_loihi.verify import verify
+
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(10, 6), _leaky(0.9, threshold=0.5))
+    with pytest.warns(QuantizationWarning, match="quantizing a copy"):
+        rep = verify(net, spikes((8, 2, 10), p=0.5).float(), float_drift=False)
+    assert rep.exact, str(rep)
+
+
+@pytest.mark.lava
 def test_conv_pool_flatten_is_exact() -> None:
     from snntorch_loihi.verify import verify
 

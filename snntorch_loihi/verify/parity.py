@@ -161,7 +161,10 @@ def verify(
             snnTorch network is quantized first with :func:`~snntorch_loihi.qat.prepare_qat`,
             with a QuantizationWarning), a :class:`LoihiNetwork`, or a NIR graph / file.
         inputs: ``(T, B, *in)`` or ``(T, *in)``, time first, integer-valued (binary spikes, or
-            graded payloads where the first synapse has ``num_message_bits > 0``).
+            graded payloads where the first synapse has ``num_message_bits > 0``). A torch
+            network is called once per time step, ``net(inputs[t])`` (hidden states inside its
+            neurons, ``init_hidden`` True or False); a forward that loops over time itself is
+            not supported here.
         backend: ``"lava"`` (Lava processes built from the network) or ``"netx"`` (written as
             lava-dl netx HDF5 and loaded by netx; raises
             :class:`~snntorch_loihi.lava.netx.NetxError` where netx cannot represent the net).
