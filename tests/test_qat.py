@@ -243,3 +243,16 @@ def test_pool_rleaky_and_weight_bits_mapping() -> None:
     assert q[0].registers()["weight_exp"] == 0
     assert delay_steps(q) == 2
     torch.testing.assert_close(q[4].weight, net[4].weight / 4)
+
+
+def test_deepcopy_right_after_a_training_step() -> None:
+    torch.manual_seed(6)
+    q = _quiet(nn.Sequential(nn.Linear(6, 5), _leaky(learn_beta=True), nn.Linear(5, 2),
+                             snn.Synaptic(0.5, 0.7, init_hidden=True, reset_mechanism="zero")))
+    x = (torch.rand(5, 3, 6) < 0.5).float()
+    _grads(q, x, 7)                              # caches and states now hold graphs
+    q2 = copy.deepcopy(q)                        # (pickle fails on snnTorch's atan closure)
+    utils.reset(q)
+    utils.reset(q2)
+    for t in range(5):
+        assert torch.equal(q(x[t]), q2(x[t]))

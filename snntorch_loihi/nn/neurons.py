@@ -51,7 +51,7 @@ from ..fixed import (
 from ..spec import LOIHI
 from ._kernels import leaky_subthreshold, quant_ste, synaptic_subthreshold
 from ._quant import quantize_bias, quantize_du, quantize_dv, quantize_vth
-from .synapses import QuantLinear, QuantOneToOne
+from .synapses import QuantLinear, QuantOneToOne, module_state
 
 __all__ = ["QuantAwareLeaky", "QuantAwareSynaptic", "QuantAwareRLeaky", "QuantNeuronMixin"]
 
@@ -117,6 +117,9 @@ class QuantNeuronMixin:
         if name in type(self)._state_names:  # an external reset / state assignment
             self.__dict__["_a_prev"] = None
         super().__setattr__(name, value)  # type: ignore[misc]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return module_state(self)  # type: ignore[arg-type]
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)  # type: ignore[misc]

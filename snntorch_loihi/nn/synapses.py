@@ -29,6 +29,22 @@ from ._kernels import quant_ste
 
 __all__ = ["QuantLinear", "QuantConv2d", "QuantSumPool2d", "QuantOneToOne", "QuantSynapseMixin"]
 
+_CACHES = ("_qcache", "_wcache", "_checked", "_a_prev")
+
+
+def module_state(module: nn.Module) -> dict[str, Any]:
+    """``module.__dict__`` for copying/pickling: without caches, hidden states detached.
+
+    The caches hold autograd graphs (and a weakref), which ``deepcopy`` and ``pickle`` refuse.
+    """
+    state = {k: v for k, v in module.__dict__.items() if k not in _CACHES}
+    bufs = state.get("_buffers")
+    if bufs is not None and any(torch.is_tensor(b) and not b.is_leaf for b in bufs.values()):
+        state["_buffers"] = type(bufs)(
+            (k, b.detach() if torch.is_tensor(b) and not b.is_leaf else b)
+            for k, b in bufs.items())
+    return state
+
 
 class QuantSynapseMixin:
     """Quantization state shared by the synapse layers (python ints: no device syncs)."""
@@ -39,6 +55,9 @@ class QuantSynapseMixin:
     _scale_exp: int
     _weight_exp: int
     _sign_mode: SignMode | None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return module_state(self)  # type: ignore[arg-type]
 
     def _init_quant(self, num_weight_bits: int = 8, num_message_bits: int = 0) -> None:
         self.quantized = False
