@@ -591,14 +591,16 @@ def run_netx(path: str | PathLike, x: np.ndarray | torch.Tensor, *, steps: int |
         A :class:`~snntorch_loihi.fixed.SimResult` aligned exactly like
         :func:`~snntorch_loihi.fixed.simulate` (``(steps, B, *shape)`` per layer, v after reset).
     """
-    n_in = int(torch.as_tensor(x).shape[0])
     import h5py
 
+    xt = torch.as_tensor(x)
     with h5py.File(path, "r") as f:
         n_layers = sum(f[f"layer/{i}/type"][()].decode() not in ("input", "flatten")
                        for i in range(len(f["layer"])))
-    steps = n_in + n_layers if steps is None else int(steps)
-    batch = int(torch.as_tensor(x).shape[1]) if torch.as_tensor(x).dim() > 1 else 1
+        in_shape = tuple(int(n) for n in f["layer/0/shape"][()])
+    unbatched = xt.dim() == 1 + len(in_shape) and tuple(xt.shape[1:]) == in_shape
+    batch = 1 if unbatched or xt.dim() < 2 else int(xt.shape[1])
+    steps = int(xt.shape[0]) + n_layers if steps is None else int(steps)
     with NetxNetwork(path, steps=steps, record=record, chunk=max(1, min(chunk, batch)),
                      input_message_bits=input_message_bits, progress=progress) as nn_:
         return nn_.run(x)
