@@ -262,7 +262,8 @@ from snntorch_loihi.callbacks import lightning as slc
 from test_callbacks_lightning import LitDigits, fake_verify_factory, loaders, ModeRecorder
 from test_callbacks_task import digits, make_net, steps_of
 
-run_verify = verify_mod.verify if os.environ.get("CB_REAL_LAVA") == "1" else fake_verify_factory([])
+mode = os.environ.get("CB_MODE", "stand-in")
+run_verify = verify_mod.verify if mode == "lava" else fake_verify_factory([], mode != "mismatch")
 def marked_verify(*args, **kwargs):  # Lava (or its stand-in), leaving one marker per call
     with open(out / "verify_calls.txt", "a") as f:
         f.write(os.environ.get("LOCAL_RANK", "0") + "\\n")
@@ -274,7 +275,7 @@ net = make_net()
 callbacks = [
     slc.QuantizationSchedule(float_epochs=1, net_attr="net"),
     slc.OverflowMonitor(xv[:, :8], warn_above=None, net_attr="net"),
-    slc.ParityCheck(xv[:, :2], every=1, net_attr="net"),
+    slc.ParityCheck(xv[:, :2], every=1, raise_on_mismatch=mode == "mismatch", net_attr="net"),
     slc.ExportBest(out / "best", sample=xv[0, :1], netx=False, net_attr="net"),
 ]
 recorder = ModeRecorder()
@@ -292,16 +293,27 @@ result = dict(rank=trainer.global_rank, modes=recorder.modes, monitor=len(monito
 """
 
 
+def _run_ddp(tmp_path, mode):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(textwrap.dedent(DDP_SCRIPT.format(tests=str(TESTS))))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "CB_MODE": mode}
+    env.pop("LOCAL_RANK", None)
+    return subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=TESTS.parent,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_ddp_mismatch_raises_on_every_rank_without_hanging(tmp_path):
+    proc = _run_ddp(tmp_path, "mismatch")
+    assert proc.returncode != 0
+    assert proc.stderr.count("ParityMismatchError: ParityCheck: epoch 0") >= 2, proc.stderr[-4000:]
+    assert (tmp_path / "verify_calls.txt").read_text().split() == ["0"]
+    assert not list(tmp_path.glob("rank*.json"))
+
+
 @pytest.mark.parametrize("real_lava", [False, pytest.param(True, marks=pytest.mark.lava)],
                          ids=["stand-in", "lava"])
 def test_ddp_two_cpu_processes_do_rank_zero_work_once(tmp_path, real_lava):
-    script = tmp_path / "ddp_run.py"
-    script.write_text(textwrap.dedent(DDP_SCRIPT.format(tests=str(TESTS))))
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",
-           "CB_REAL_LAVA": "1" if real_lava else "0"}
-    env.pop("LOCAL_RANK", None)
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=TESTS.parent,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = _run_ddp(tmp_path, "lava" if real_lava else "stand-in")
     assert proc.returncode == 0, proc.stderr[-4000:]
     r0 = json.loads((tmp_path / "rank0.json").read_text())
     r1 = json.loads((tmp_path / "rank1.json").read_text())

@@ -25,6 +25,7 @@ Callback state is saved in checkpoints (``state_dict`` / ``load_state_dict``).
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from typing import Any
 
@@ -142,21 +143,17 @@ class LightningCallback(_LightningBase):
         metrics = _scalar_metrics(trainer.callback_metrics)
         distributed = trainer.world_size > 1
         if self.rank_zero_only and distributed:
-            outcome = None
+            outcome, local_error = None, None
             if trainer.is_global_zero:
-                outcome = self._epoch_end(net, epoch, metrics, catch=True)
-            outcome = trainer.strategy.broadcast(outcome, src=0)
+                stop, logs, local_error = self._epoch_end(net, epoch, metrics, catch=True)
+                outcome = (stop, logs, _portable(local_error))
+            stop, logs, error = trainer.strategy.broadcast(outcome, src=0)
+            if local_error is not None:
+                raise local_error  # rank zero: the original, with its traceback
+            if error is not None:  # the other ranks: the same error, so that all stop together
+                raise error from None
         else:
-            outcome = self._epoch_end(net, epoch, metrics, catch=False)
-        stop, logs, error = outcome
-        if error is not None:
-            if trainer.is_global_zero:
-                raise error
-            try:
-                copy = type(error)(*error.args)
-            except Exception:
-                copy = RuntimeError(f"{type(error).__name__}: {error}")
-            raise copy from None
+            stop, logs, _ = self._epoch_end(net, epoch, metrics, catch=False)
         for key, value in logs.items():
             pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=distributed)
         if stop:
@@ -167,6 +164,17 @@ class LightningCallback(_LightningBase):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.callback.load_state_dict(state_dict)
+
+
+def _portable(error: BaseException | None) -> BaseException | None:
+    """``error`` if it survives pickling (for a broadcast), else a RuntimeError naming it."""
+    if error is None:
+        return None
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return RuntimeError(f"rank 0 raised {type(error).__name__}: {error}")
+    return error
 
 
 def _key(args: tuple, kwargs: dict) -> dict[str, Any]:
