@@ -31,7 +31,14 @@ import torch
 from torch import nn
 
 __all__ = ["Callback", "CallbackList", "check_non_negative_int", "check_positive_int",
-           "clear_hidden_states"]
+           "clear_hidden_states", "to_device_of"]
+
+
+def to_device_of(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` on the device of ``net``'s first parameter (or buffer); unchanged if it has none."""
+    for t in (*net.parameters(), *net.buffers()):
+        return x.to(t.device)
+    return x
 
 
 def clear_hidden_states(net: nn.Module) -> None:

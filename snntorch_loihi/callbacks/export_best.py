@@ -13,7 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .base import Callback, clear_hidden_states
+from .base import Callback, clear_hidden_states, to_device_of
 
 __all__ = ["ExportBest", "NetxExportWarning", "MODES"]
 
@@ -108,7 +108,7 @@ class ExportBest(Callback):
 
         self.path_dir.mkdir(parents=True, exist_ok=True)
         clear_hidden_states(net)
-        graph = export(net, self.sample, path=self.nir_path)
+        graph = export(net, to_device_of(net, self.sample), path=self.nir_path)
         files = [self.nir_path.name]
         netx_error = None
         if self.netx:

@@ -30,7 +30,13 @@ from ..fixed import (
 )
 from ..ir import LoihiNetwork, LoihiSynapse
 from ..spec import LOIHI
-from .base import Callback, check_non_negative_int, check_positive_int, clear_hidden_states
+from .base import (
+    Callback,
+    check_non_negative_int,
+    check_positive_int,
+    clear_hidden_states,
+    to_device_of,
+)
 
 __all__ = ["LayerOverflow", "OverflowWarning", "OverflowMonitor", "count_overflows",
            "count_clipped_weights"]
@@ -291,9 +297,10 @@ class OverflowMonitor(Callback):
         from ..export.extract import extract
 
         clear_hidden_states(net)
-        ir = extract(net, self.sample[0])
+        step = to_device_of(net, self.sample[0])
+        ir = extract(net, step)
         counts = count_overflows(ir, self.sample)
-        clipped = clipped_per_layer(net, self.sample[0])
+        clipped = clipped_per_layer(net, step)
         return {name: replace(c, clipped_weights=clipped.get(name, 0)) for name, c in counts.items()}
 
     def decide(self, counts: Mapping[str, LayerOverflow]) -> tuple[list[str], bool]:
