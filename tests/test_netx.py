@@ -177,3 +177,22 @@ def test_netx_unbatched_input_and_file_without_names(tmp_path) -> None:
     got = run_netx(tmp_path / "a.net", x, record=("s",))
     assert got["out"].s.shape == (9, 1, 4) and got["out"].u is None
     assert torch.equal(got["out"].s, simulate(net, x[:, None])["out"].s)
+
+
+@pytest.mark.lava
+def test_no_worker_outlives_a_netx_run_that_raises(tmp_path, monkeypatch) -> None:
+    from snntorch_loihi.lava.netx import NetxNetwork
+
+    save_netx(mlp(9), tmp_path / "a.net")
+    x = spikes((5, 2, 12), seed=9)
+    nn_ = NetxNetwork(tmp_path / "a.net", steps=7, chunk=2, progress=False)
+    nn_.run(x)
+    assert lava_children() != []
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom while reading the probes")
+
+    monkeypatch.setattr(NetxNetwork, "_read", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        nn_.run(x)
+    assert lava_children() == []

@@ -540,7 +540,7 @@ class NetxNetwork:
                             out[name].append([self._read(p, name, nb) for p in self._probes])
                     bar.update(nb)
         except BaseException:
-            self.close()
+            self.close(force=True)
             raise
         layers = {}
         for k, name in enumerate(self.names):
@@ -555,12 +555,24 @@ class NetxNetwork:
         data = data.reshape(self.chunk, self.steps, *data.shape[1:])[:nb]
         return torch.from_numpy(np.ascontiguousarray(np.swapaxes(data, 0, 1))).to(torch.int64)
 
-    def close(self) -> None:
-        """Stop the Lava runtime (idempotent)."""
-        if self._started and not self._closed and self._source.runtime is not None:
-            self._closed = True
-            self._source.stop()
+    def close(self, *, force: bool = False) -> None:
+        """Stop the Lava runtime (idempotent).
+
+        Args:
+            force: terminate the worker processes instead of Lava's graceful ``stop()`` (which
+                can hang after a worker failed); used when a run raises. Uses
+                :class:`~snntorch_loihi.lava.LavaNetwork`'s worker kill where available.
+        """
+        if self._closed:
+            return
         self._closed = True
+        if not self._started or self._source.runtime is None:
+            return
+        kill = getattr(self._runner.LavaNetwork, "_kill_workers", None)
+        if force and kill is not None:
+            kill(self)  # reads only self._source
+            return
+        self._source.stop()
 
     def __enter__(self) -> NetxNetwork:
         return self
