@@ -1,7 +1,8 @@
 """Training-step time of float snnTorch, our float and quantized modes, and lava-dl slayer.
 
-Same 100-128-10 network, batch 64, T = 25, forward + backward (+ zero_grad), median of repeated
-runs, printed as ratios to float snnTorch. Run: ``.venv/bin/python bench/bench_qat.py``.
+Same 100-128-10 network, batch 64, T = 25, forward + backward (+ zero_grad and the state reset),
+median of repeated steps (the variants interleaved, so a change of machine load hits all
+alike), printed as ratios to float snnTorch. Run: ``.venv/bin/python bench/bench_qat.py``.
 """
 
 from __future__ import annotations
@@ -54,23 +55,20 @@ def _slayer_fn(x: torch.Tensor) -> Callable[[], None] | None:
     return step
 
 
-def _time(fn: Callable[[], None], repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def _time_once(fn: Callable[[], None]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Print the table; returns ``{name: median seconds}``."""
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median of all)")
+    p.add_argument("--repeats", type=int, default=60, help="timed steps per variant")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = (torch.rand(25, 64, 100) < 0.3).float()
     ref = _float_net()
@@ -85,9 +83,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "lava-dl slayer cuba.Dense x2": _slayer_fn(x),
     }
     samples: dict[str, list[float]] = {k: [] for k, f in fns.items() if f is not None}
-    for _ in range(args.rounds):
+    for name in samples:                          # warm-up
+        for _ in range(3):
+            fns[name]()  # type: ignore[misc]
+    for _ in range(args.repeats):                 # interleaved: load changes hit all alike
         for name in samples:
-            samples[name].append(_time(fns[name], args.repeats))  # type: ignore[arg-type]
+            samples[name].append(_time_once(fns[name]))  # type: ignore[arg-type]
     med = {k: statistics.median(v) for k, v in samples.items()}
     base = med["snnTorch float (Leaky x2)"]
     print(f"training step, 100-128-10, batch 64, T=25, torch {torch.__version__}, "
