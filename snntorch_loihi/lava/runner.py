@@ -25,6 +25,9 @@ Importing this module imports Lava; :mod:`snntorch_loihi.lava` imports it lazily
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import threading
 import warnings
 from typing import Any
 
@@ -238,6 +241,7 @@ class LavaNetwork:
         self._dtype = np.int32 if fixed_point else np.float64
         self._started = False
         self._closed = False
+        self._stop_error: BaseException | None = None
         self._build()
 
     # ---- construction ----------------------------------------------------------------------
@@ -346,11 +350,11 @@ class LavaNetwork:
             raise RuntimeError("LavaNetwork: the runtime is closed; build a new LavaNetwork.")
         if not self._started:
             self._source.data.init = data
+            self._started = True  # from here on, close() must stop the runtime
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Cannot import module")
                 self._source.run(condition=RunSteps(num_steps=self._length),
                                  run_cfg=self._run_cfg())
-            self._started = True
         else:
             self._source.data.set(data)
             self._source.run(condition=RunSteps(num_steps=self._length))
@@ -393,7 +397,7 @@ class LavaNetwork:
                             out[name].append([self._read(p, name, nb) for p in self._probes])
                     bar.update(nb)
         except BaseException:
-            self.close()
+            self.close(force=True)
             raise
         layers = {}
         for k, layer in enumerate(self.net.layers):
@@ -414,14 +418,55 @@ class LavaNetwork:
         return t.to(torch.int64) if self.fixed_point else t.to(torch.float64)
 
     # ---- lifetime ---------------------------------------------------------------------------
-    def close(self) -> None:
-        """Stop the Lava runtime (idempotent)."""
-        if self._started and not self._closed:
-            try:
-                self._source.stop()
-            finally:
-                self._closed = True
+    def close(self, *, force: bool = False, timeout: float = 10.0) -> None:
+        """Stop the Lava runtime and its worker processes (idempotent).
+
+        Args:
+            force: skip Lava's graceful ``stop()`` (which waits for every worker and hangs when
+                one of them has died) and terminate the workers directly.
+            timeout: seconds to wait for a graceful stop before terminating the workers.
+        """
+        if self._closed:
+            return
         self._closed = True
+        if not self._started or self._source.runtime is None:
+            return
+        if not force:
+            stopper = threading.Thread(target=self._graceful_stop, daemon=True)
+            stopper.start()
+            stopper.join(timeout)
+            if not stopper.is_alive() and self._stop_error is None:
+                return
+        self._kill_workers()
+
+    def _graceful_stop(self) -> None:
+        self._stop_error: BaseException | None = None
+        try:
+            self._source.stop()
+        except BaseException as exc:  # noqa: BLE001 - reported by falling back to a kill
+            self._stop_error = exc
+
+    def _kill_workers(self) -> None:
+        """Terminate Lava's worker processes and its shared-memory manager."""
+        runtime = self._source.runtime
+        infra = getattr(runtime, "_messaging_infrastructure", None)
+        actors = list(getattr(infra, "actors", []) or [])
+        for actor in actors:
+            with contextlib.suppress(Exception):
+                if actor.is_alive():
+                    actor.terminate()
+        for actor in actors:
+            with contextlib.suppress(Exception):
+                multiprocessing.Process.join(actor, 2.0)
+                if actor.is_alive():
+                    actor.kill()
+                    multiprocessing.Process.join(actor, 2.0)
+        smm = getattr(infra, "smm", None)
+        if smm is not None:
+            with contextlib.suppress(Exception):
+                smm.shutdown()
+        with contextlib.suppress(Exception):
+            runtime._watchdog_manager.stop()
 
     def __enter__(self) -> LavaNetwork:
         return self
