@@ -23,7 +23,6 @@ What is compared (for every layer, every step of ``T + delay``, every sample):
 
 from __future__ import annotations
 
-import copy
 import tempfile
 import time
 import warnings
@@ -204,7 +203,7 @@ def verify(
                 net = prepare_qat(net, example_input=x[0])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            graph = export(copy.deepcopy(net), x[0].to(torch.get_default_dtype()))
+            graph = export(net, x[0].to(torch.get_default_dtype()))  # does not modify net
         ir = from_nir_graph(graph)
         xb, _ = _time_first(x, tuple(ir.input_shape))
         steps = int(xb.shape[0]) + ir.delay
