@@ -116,7 +116,7 @@ def _exact(net: LoihiNetwork, x: torch.Tensor, path) -> None:
 
 @pytest.mark.lava
 @pytest.mark.parametrize("case", ["mlp_bias", "recurrent", "weight_exp", "conv", "graded",
-                                  "overflow", "dense_on_image"])
+                                  "overflow", "dense_on_image", "conv_geometry"])
 def test_netx_runs_exactly_like_simulate(case, tmp_path) -> None:
     if case == "mlp_bias":
         net, x = mlp(1, bias=True), spikes((10, 3, 12), seed=1)
@@ -129,6 +129,15 @@ def test_netx_runs_exactly_like_simulate(case, tmp_path) -> None:
     elif case == "graded":
         net = mlp(5, graded=8)
         x = torch.randint(0, 40, (8, 2, 12), generator=torch.Generator().manual_seed(5))
+    elif case == "conv_geometry":  # groups, unequal stride/padding/dilation: (H, W) order
+        rng = np.random.default_rng(7)
+        w = rng.integers(-50, 80, (4, 1, 3, 2)) * 2
+        c = LoihiLayer("c", LoihiSynapse("conv", w, (2, 7, 6), (4, 4, 4), stride=(2, 1),
+                                         padding=(1, 0), dilation=(1, 2), groups=2),
+                       LoihiNeuron((4, 4, 4), 500, 100, 80))
+        d = LoihiLayer("d", LoihiSynapse("dense", rng.integers(-50, 80, (3, 64)) * 2, (4, 4, 4),
+                                         (3,)), LoihiNeuron((3,), 4095, 100, 100))
+        net, x = LoihiNetwork((2, 7, 6), (c, d)), spikes((6, 2, 2, 7, 6), p=0.5, seed=7)
     elif case == "dense_on_image":  # a (C, H, W) input into a Dense: fed flattened in C-order
         base = mlp(6, n_in=12)
         syn = dataclasses.replace(base.layers[0].synapse, in_shape=(2, 3, 2))
