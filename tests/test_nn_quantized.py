@@ -275,3 +275,18 @@ def test_float32_decay_kernel_is_exact(v, f) -> None:
     assert torch.equal(_decay(x, torch.tensor(float(f))).long(), want)
     edge = torch.tensor([2.0**23 - 1, -(2.0**23 - 1), 4095.0, -4097.0])
     assert torch.equal(_decay(edge, torch.tensor(float(f))).long(), decay(edge.long(), f))
+
+
+def test_hand_built_network_is_paired_and_calibrated() -> None:
+    from snntorch_loihi.nn import QuantAwareLeaky, enable_quantization
+    from snntorch_loihi.qat import calibrate
+
+    torch.manual_seed(9)
+    net = nn.Sequential(QuantLinear(12, 8, bias=False), QuantAwareLeaky(0.8, init_hidden=True),
+                        QuantLinear(8, 3, bias=False),
+                        QuantAwareSynaptic(0.5, 0.9, init_hidden=True, threshold=0.5))
+    calibrate(net)
+    assert net[1].feeders == [net[0]] and net[3].feeders == [net[2]]
+    assert net[0].check_input and not net[2].check_input
+    net.apply(enable_quantization)
+    _assert_exact(net, _spikes((15, 4, 12), p=0.5))
