@@ -19,7 +19,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from snntorch_loihi.fixed import simulate, truncate_weights, weight_grid
+from snntorch_loihi.fixed import simulate, truncate_weights
 from snntorch_loihi.ir import LoihiLayer, LoihiNetwork, LoihiNeuron, LoihiSynapse
 from snntorch_loihi.spec import LOIHI
 

@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from ..errors import RegisterRangeError
 from ..spec import LOIHI, LoihiSpec
 from .check import check_int_range
-from .neuron import wrap_current
 from .ste import floor_ste
 
 __all__ = [
@@ -201,6 +200,8 @@ def conv_accumulate(
 ) -> torch.Tensor:
     """One step of Lava's fixed-point Conv, as a cross-correlation: ``wrap24(conv2d(s, W))``.
 
+    ``wrap24`` is Lava's ``signed_clamp(x, 24)``, modular into ``[-2**23, 2**23 - 1]``.
+
     Lava computes a true convolution; pass it ``W`` flipped in both spatial axes (the converter
     does) and the result equals this function. Lava ignores ``weight_exp`` for Conv.
 
@@ -220,4 +221,13 @@ def conv_accumulate(
     else:  # integer convolution is not implemented in torch: float64 is exact here
         acc = F.conv2d(s.to(torch.float64), weight_mant.to(torch.float64), None, stride,
                        padding, dilation, groups).to(s.dtype)
-    return wrap_current(acc)
+    return _signed_wrap24(acc)
+
+
+def _signed_wrap24(x: torch.Tensor, spec: LoihiSpec = LOIHI) -> torch.Tensor:
+    """Lava's Conv wrap ``signed_clamp(x, 24) = (x + 2**23) % 2**24 - 2**23``: into
+    ``[-2**23, 2**23 - 1]`` (the neuron's current wraps into ``(-2**23, 2**23]`` instead)."""
+    half, mod = spec.state_max, spec.state_modulus
+    if x.is_floating_point():
+        return x - mod * torch.floor((x + half) / mod)
+    return x - mod * torch.div(x + half, mod, rounding_mode="floor")
