@@ -256,3 +256,10 @@ def test_deepcopy_right_after_a_training_step() -> None:
     utils.reset(q2)
     for t in range(5):
         assert torch.equal(q(x[t]), q2(x[t]))
+
+
+def test_copy_keeps_running() -> None:
+    q = _quiet(nn.Sequential(nn.Linear(4, 3), _leaky()))
+    q2 = copy.deepcopy(q)
+    q2(torch.ones(2, 4))
+    q2(torch.ones(2, 4))

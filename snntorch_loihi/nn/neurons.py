@@ -129,7 +129,7 @@ class QuantNeuronMixin:
         self._buffers[name] = value  # type: ignore[attr-defined]
 
     def _delayed(self, a_new: torch.Tensor) -> torch.Tensor:
-        prev = self._a_prev
+        prev = self.__dict__.get("_a_prev")
         self.__dict__["_a_prev"] = a_new
         if prev is None or prev.shape != a_new.shape:
             return torch.zeros_like(a_new)
