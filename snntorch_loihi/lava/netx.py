@@ -68,11 +68,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..fixed.network import SimResult
 
-try:  # Lava is optional for save_netx; the probes below must be module-level for Lava to find
-    from . import runner as _runner
-except ImportError:  # pragma: no cover - depends on the environment
-    _runner = None
-
 __all__ = ["NetxError", "save_netx", "check_netx", "NetxNetwork", "run_netx", "NETX_BIAS_EXP"]
 
 #: netx hard-codes ``bias_exp = 6`` for CUBA neurons (``hdf5.Network.get_neuron_params``).
@@ -343,15 +338,27 @@ def save_netx(net: LoihiNetwork | nir.NIRGraph, path: str | PathLike) -> LoihiNe
 
 
 # ---- running ------------------------------------------------------------------------------------
-if _runner is not None:
+_PROBES: tuple[Any, type, type] | None = None
 
-    class _NetxProbe1(_runner._Probe):
+
+def _netx_probes() -> tuple[Any, type, type]:
+    """``(runner module, probe of a LIF fed by 1 synapse, ... by 2)``, created on first use.
+
+    Imports Lava (so that :func:`save_netx` does not). The classes are put into this module's
+    globals: Lava finds a process's models among the classes of the process's module.
+    """
+    global _PROBES
+    if _PROBES is not None:
+        return _PROBES
+    from . import runner as R  # raises LavaUnavailableError without Lava
+
+    class _NetxProbe1(R._Probe):
         """A probe of a netx LIF fed by one synapse (reset made synchronous, see below)."""
 
-    class _NetxProbe2(_runner._Probe):
+    class _NetxProbe2(R._Probe):
         """A probe of a netx LIF fed by a synapse and a recurrent Dense."""
 
-    class _SyncResetModelBase(_runner._ProbeModelBase):
+    class _SyncResetModelBase(R._ProbeModelBase):
         """The runner's probe model, with the end-of-sample reset made synchronous.
 
         Lava delivers RefPort writes through a channel that a background thread drains, so a
@@ -369,22 +376,23 @@ if _runner is not None:
                 for name in self._bufs:
                     getattr(self, name).read()
 
-    def _sync_probe_model(proc: type, dtype: type, tag_name: str, n_buf: int) -> type:
-        T = _runner.LavaPyType
-        ann = {"s_in": T(_runner.PyInPort.VEC_DENSE, dtype),
-               "u_ref": T(_runner.PyRefPort.VEC_DENSE, dtype),
-               "v_ref": T(_runner.PyRefPort.VEC_DENSE, dtype),
-               "s_data": T(np.ndarray, dtype), "u_data": T(np.ndarray, dtype),
-               "v_data": T(np.ndarray, dtype)}
+    def model(proc: type, n_buf: int) -> type:
+        T, dtype = R.LavaPyType, np.int32
+        ann = {"s_in": T(R.PyInPort.VEC_DENSE, dtype), "u_ref": T(R.PyRefPort.VEC_DENSE, dtype),
+               "v_ref": T(R.PyRefPort.VEC_DENSE, dtype), "s_data": T(np.ndarray, dtype),
+               "u_data": T(np.ndarray, dtype), "v_data": T(np.ndarray, dtype)}
         for i in range(n_buf):
-            ann[f"buf_{i}"] = T(_runner.PyRefPort.VEC_DENSE, dtype)
-        cls = type(f"_{proc.__name__}ModelFixed", (_SyncResetModelBase,),
+            ann[f"buf_{i}"] = T(R.PyRefPort.VEC_DENSE, dtype)
+        cls = type(f"{proc.__name__}ModelFixed", (_SyncResetModelBase,),
                    {**ann, "_dtype": dtype, "__module__": __name__})
-        return _runner.implements(proc=proc, protocol=_runner.LoihiProtocol)(
-            _runner.requires(_runner.CPU)(_runner.tag(tag_name)(cls)))
+        return R.implements(proc=proc, protocol=R.LoihiProtocol)(
+            R.requires(R.CPU)(R.tag("fixed_pt")(cls)))
 
-    _NetxProbe1ModelFixed = _sync_probe_model(_NetxProbe1, np.int32, "fixed_pt", 1)
-    _NetxProbe2ModelFixed = _sync_probe_model(_NetxProbe2, np.int32, "fixed_pt", 2)
+    globals().update(_NetxProbe1=_NetxProbe1, _NetxProbe2=_NetxProbe2,
+                     _NetxProbe1ModelFixed=model(_NetxProbe1, 1),
+                     _NetxProbe2ModelFixed=model(_NetxProbe2, 2))
+    _PROBES = (R, _NetxProbe1, _NetxProbe2)
+    return _PROBES
 
 
 def _import_netx():
@@ -446,10 +454,7 @@ class NetxNetwork:
                     names.append(str(g.attrs.get("name", f"layer{i}")))
                     shape = tuple(int(n) for n in g["shape"][()])
             self.output_shape = shape
-        if _runner is None:
-            raise LavaUnavailableError("NetxNetwork needs lava-nc 0.10 and lava-dl 0.6 "
-                                       "(pip install 'snntorch-loihi[lava]', Python 3.10).")
-        runner = _runner
+        runner, probe1, probe2 = _netx_probes()
         hdf5 = _import_netx()
         self._runner = runner
         self.path = str(path)
@@ -471,7 +476,7 @@ class NetxNetwork:
                     else layer.synapse.a_buf]
             if hasattr(layer, "synapse_rec"):
                 bufs.append(layer.synapse_rec.a_buff)
-            cls = _NetxProbe1 if len(bufs) == 1 else _NetxProbe2
+            cls = probe1 if len(bufs) == 1 else probe2
             probe = cls(shape=layer.neuron.a_in.shape, steps=self.steps, length=self._length,
                         buf_shapes=tuple(tuple(b.shape) for b in bufs),
                         read_state=("u" in self.record or "v" in self.record))
