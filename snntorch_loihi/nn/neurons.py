@@ -498,11 +498,21 @@ class QuantAwareRLeaky(QuantNeuronMixin, snn.RLeaky):
             self._disable_recurrent_grad()
         self._init_quant(bias, scale_exp)
 
-    def recurrent_registers(self) -> dict[str, Any]:
-        """The recurrent Dense's registers with a full ``(N, N)`` ``weight_mant``."""
+    def recurrent_registers(self, n: int | None = None) -> dict[str, Any]:
+        """The recurrent Dense's registers with a full ``(N, N)`` ``weight_mant``.
+
+        ``n`` (the population size) is only needed for a one-to-one recurrence with a scalar
+        ``V`` before the first forward.
+        """
         rec = self.recurrent
         if isinstance(rec, QuantOneToOne):
-            return rec.registers(self.mem.shape[-1] if self.mem.dim() else None)
+            if n is None and self.mem.numel():
+                n = int(self.mem.shape[-1])
+            if n is None and rec.V.numel() == 1:
+                raise ValueError(
+                    f"{type(self).__name__} '{self.path}': n must be given for a scalar V "
+                    f"before the first forward, got None.")
+            return rec.registers(n)
         return rec.registers()  # type: ignore[operator]
 
     def forward(self, input_: torch.Tensor, spk: torch.Tensor | None = None,
