@@ -218,6 +218,31 @@ def test_parity_mismatch_raises_through_the_trainer(tmp_path, monkeypatch):
         trainer(tmp_path, 2, [check]).fit(LitDigits(net, steps_of(net)), *loaders())
 
 
+class BatchCounter(Callback):
+    def __init__(self):
+        self.losses, self.started = [], 0
+
+    def on_train_start(self, net):
+        self.started += 1
+
+    def on_batch_end(self, net, epoch, batch, loss):
+        self.losses.append((epoch, batch, loss))
+
+
+def test_generic_adapter_forwards_batches_and_keys_tell_callbacks_apart(tmp_path):
+    _, _, xv, _ = digits()
+    counter = BatchCounter()
+    net = make_net()
+    trainer(tmp_path, 2, [slc.LightningCallback(counter, net_attr="net")]).fit(
+        LitDigits(net, steps_of(net)), *loaders())
+    assert counter.started == 1
+    assert [(e, b) for e, b, _ in counter.losses] == [(e, b) for e in range(2) for b in range(3)]
+    assert all(isinstance(loss, float) and loss > 0 for *_, loss in counter.losses)
+    a = slc.OverflowMonitor(xv[:, :2], every=1, net_attr="net")
+    b = slc.OverflowMonitor(xv[:, :2], every=2, net_attr="net")
+    assert a.state_key != b.state_key and "every" in a.state_key
+
+
 def test_adapter_errors(tmp_path):
     with pytest.raises(TypeError, match=r"callback must be a snntorch_loihi.callbacks.Callback, "
                                         r"got ModelCheckpoint"):
