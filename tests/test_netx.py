@@ -8,6 +8,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_verify_support import convnet, lava_children, mlp, overflow_net, spikes
 
 from snntorch_loihi.fixed.network import simulate
@@ -205,3 +207,47 @@ def test_no_worker_outlives_a_netx_run_that_raises(tmp_path, monkeypatch) -> Non
     with pytest.raises(RuntimeError, match="boom"):
         nn_.run(x)
     assert lava_children() == []
+
+
+@pytest.mark.lava
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from(["mixed", "exc", "inh", "inh_pow2"]))
+def test_replay_of_netx_repacking_equals_netx_and_lava(seed, kind) -> None:
+    """save_netx's check replays netx's optimize_weight_bits and Lava's Dense conversion."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from lava.lib.dl.netx.utils import optimize_weight_bits
+    from lava.utils.weightutils import SignMode, clip_weights, determine_sign_mode
+    from lava.utils.weightutils import truncate_weights as lava_truncate
+
+    from snntorch_loihi.lava.netx import _lava_dense_effective, _netx_repack
+
+    rng = np.random.default_rng(seed)
+    step = 1 << int(rng.integers(0, 4))
+    if kind == "mixed":
+        w = rng.integers(-256 // step, 254 // step + 1, (3, 4)) * step
+    elif kind == "exc":
+        w = rng.integers(0, 255 // step + 1, (3, 4)) * step
+    else:
+        w = -rng.integers(0, 255 // step + 1, (3, 4)) * step
+        if kind == "inh_pow2":
+            w[0, 0] = -(1 << int(rng.integers(0, 9)))
+            w = np.maximum(w, w[0, 0])
+    if not w.any():
+        assert _netx_repack(w) is None
+        return
+    packed, nwb, wexp = _netx_repack(w)
+    with np.errstate(divide="ignore"):
+        ref_w, ref_nwb, ref_exp, _ = optimize_weight_bits(w.copy())
+    assert np.array_equal(packed, ref_w) and (nwb, wexp) == (ref_nwb, ref_exp)
+    mode = determine_sign_mode(packed)
+    lava_w = clip_weights(packed, mode, num_bits=8)
+    nt = 8 - nwb + int(mode == SignMode.MIXED)
+    mine = _lava_dense_effective(packed, nwb, wexp)
+    if nt >= 0:
+        lava_w = lava_truncate(lava_w, mode, nwb)
+        assert (mine is not None) == bool(np.array_equal(lava_w, packed))
+        if mine is not None:
+            assert np.array_equal(mine, w)

@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 from ..errors import LavaUnavailableError, LoihiError, RegisterRangeError
-from ..fixed.synapse import determine_sign_mode, truncate_weights
+from ..fixed.synapse import determine_sign_mode
 from ..ir import LoihiLayer, LoihiNetwork, LoihiSynapse
 from ..spec import LOIHI
 
@@ -111,15 +111,23 @@ def _netx_repack(weight: np.ndarray) -> tuple[np.ndarray, int, int] | None:
 def _lava_dense_effective(w_packed: np.ndarray, num_weight_bits: int, weight_exp: int) -> np.ndarray | None:
     """What Lava's bit-accurate Dense makes of netx's packed weights, in file units.
 
-    None if the packed weights do not survive Lava's conversion exactly (then the effective
-    weights are not ``packed >> s``).
+    Replays ``PyDenseModelBitAcc``: sign mode derived from the matrix (netx passes none),
+    ``clip_weights`` (INH negated, clipped to ``[0, 255]``, MIXED to ``[-256, 255]``) and
+    ``truncate_weights`` (drop ``8 - num_weight_bits + MIXED`` low bits). None if the packed
+    weights do not survive exactly (then the effective weights are not ``packed >> s``) or the
+    truncation width is negative (undefined shifts in Lava).
     """
-    t = torch.as_tensor(w_packed, dtype=torch.int64)
-    mode = determine_sign_mode(t)  # netx passes no sign_mode: Lava derives it per matrix
-    if not 1 <= num_weight_bits <= LOIHI.weight_bits:
-        return None  # Lava's truncation by >= 8 bits (netx's power-of-two bug)
-    conv = truncate_weights(t, int(num_weight_bits), mode).numpy()
-    if not np.array_equal(conv, w_packed):
+    w = np.asarray(w_packed, np.int64)
+    mode = determine_sign_mode(torch.as_tensor(w))  # Lava's rule, as netx passes no sign_mode
+    mixed = int(mode == "mixed")
+    nt = LOIHI.weight_bits - int(num_weight_bits) + mixed
+    if nt < 0:
+        return None
+    c = -w if mode == "inhibitory" else w
+    c = np.clip(c, LOIHI.weight_min * mixed, LOIHI.weight_max)
+    c = (c >> nt) << nt
+    conv = -c if mode == "inhibitory" else c
+    if not np.array_equal(conv, w):
         return None
     return conv >> (-weight_exp) if weight_exp < 0 else conv << weight_exp
 
