@@ -22,7 +22,8 @@ current ``|u| <= 64 * max_i sum_j |weight_mant_ij| * 2**weight_exp * x_max`` (di
 ``2**num_message_bits - 1`` for graded input, times the pool area after a sum pool) stays below
 ``2**23`` (no wrap) and every accumulator below ``2**24`` (exact in float32), (d) the bias
 fits ``bias_mant << 7`` and (e) for ``reset="none"`` the worst-case ``|v|`` stays below
-``2**23``. Each bias gets the smallest ``bias_exp`` that fits its 13-bit mantissa.
+``2**23``. Each bias gets the smallest ``bias_exp`` >= 6 (lava-dl netx writes every
+bias with exponent 6) that fits its 13-bit mantissa.
 
 Calibration runs in :func:`prepare_qat` and on request (:func:`calibrate`); training does not
 move it. :func:`freeze_calibration` and ``load_registers`` pin a layer's choice.
@@ -304,7 +305,7 @@ def _copy(net: nn.Module) -> nn.Module:
 
 def prepare_qat(
     net: nn.Module, *, weight_bits: int | Mapping[str, int] = 8, quantize: bool = True,
-    num_message_bits: int = 0, example_input: Any = None,
+    num_message_bits: int = 0, example_input: Any = None, netx_compatible: bool = True,
 ) -> nn.Module:
     """A calibrated quantization-aware deep copy of a trained float snnTorch network.
 
@@ -317,6 +318,11 @@ def prepare_qat(
         num_message_bits: graded input on the first synapse (0: binary spikes).
         example_input: an input of one ``net(example_input)`` call (a tuple for several
             arguments), used to find the forward order of a custom module.
+        netx_compatible: calibrate so that lava-dl netx can hold the registers (default):
+            every weight exponent 0 (netx stores integer weights in [-256, 254] and no
+            exponent) and every bias exponent >= 6 (netx writes ``bias_exp = 6``). False uses
+            Dense weight exponents and finer biases, for the finest registers that Lava's
+            processes (:func:`~snntorch_loihi.to_lava`) run but netx cannot load.
 
     Returns:
         The converted copy (``net`` is not modified).
@@ -343,6 +349,9 @@ def prepare_qat(
             f"{type(root).__name__} '': prepare_qat needs a network with a synapse and a "
             f"neuron, got a single module.")
     _walk(root, order, weight_bits, num_message_bits, convert=True)
+    for m in root.modules():
+        if isinstance(m, QuantSynapseMixin):
+            m.netx_compatible = bool(netx_compatible)
     calibrate(root, _order=order)
     if quantize:
         root.apply(enable_quantization)
@@ -412,7 +421,8 @@ def _calibrate_neuron(n: QuantNeuronMixin) -> None:
             continue
         exps, a_bound, ok = [], 0.0, True
         for s, xmax, d, rowsum in stats:
-            e = 0 if isinstance(s, QuantConv2d) else max(k + d, LOIHI.weight_exp_min)
+            zero_exp = isinstance(s, QuantConv2d) or getattr(s, "netx_compatible", True)
+            e = 0 if zero_exp else max(k + d, LOIHI.weight_exp_min)
             if e > LOIHI.weight_exp_max or e - k < d:   # would clip beyond the chosen grid
                 ok = False
                 break
@@ -436,7 +446,9 @@ def _calibrate_neuron(n: QuantNeuronMixin) -> None:
         s.scale_exp, s.weight_exp = k, e
         s.sign_mode = determine_sign_mode(s.weight.detach())
     if n.bias is not None:
-        n._buffers["bias_exp"] = choose_bias_exp(n.bias, k).to(n.bias.device)
+        netx = all(getattr(s, "netx_compatible", True) for s in n.feeders)
+        n._buffers["bias_exp"] = choose_bias_exp(
+            n.bias, k, LOIHI.netx_bias_exp if netx else 0).to(n.bias.device)
 
 
 def calibrate(net: nn.Module, *, _order: list[tuple[str, nn.Module]] | None = None) -> nn.Module:

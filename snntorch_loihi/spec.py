@@ -52,6 +52,8 @@ class LoihiSpec:
     """Smallest per-layer weight exponent."""
     weight_exp_max: int = 7
     """Largest per-layer weight exponent."""
+    netx_bias_exp: int = 6
+    """lava-dl netx writes every bias with ``bias_exp = 6``; calibration prefers exponents >= 6."""
 
     # ---- derived values -------------------------------------------------------------------
     @property

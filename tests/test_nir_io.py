@@ -154,8 +154,8 @@ def _strip(node):
 
 def test_graph_without_metadata_is_quantized_with_a_warning():
     rng = np.random.default_rng(1)
-    syn = LoihiSynapse("dense", rng.integers(-127, 128, (8, 6)) * 2, (6,), (8,), weight_exp=-3)
-    syn2 = LoihiSynapse("dense", rng.integers(-127, 128, (3, 8)) * 2, (8,), (3,), weight_exp=-3)
+    syn = LoihiSynapse("dense", rng.integers(-127, 128, (8, 6)) * 2, (6,), (8,), weight_exp=0)
+    syn2 = LoihiSynapse("dense", rng.integers(-127, 128, (3, 8)) * 2, (8,), (3,), weight_exp=0)
     ir = LoihiNetwork((6,), (
         LoihiLayer("a", syn, LoihiNeuron((8,), 4095, 410, 1 << 15, scale_exp=21)),
         LoihiLayer("b", syn2, LoihiNeuron((3,), 1023, 819, 1 << 14, scale_exp=21)),

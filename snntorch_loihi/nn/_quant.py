@@ -99,16 +99,25 @@ def quantize_bias(b: torch.Tensor, scale_exp: int, bias_exp: torch.Tensor) -> to
 
 
 @torch.no_grad()
-def choose_bias_exp(b: torch.Tensor, scale_exp: int) -> torch.Tensor:
-    """Smallest per-neuron ``bias_exp`` in ``[0, 7]`` whose mantissa fits 13 signed bits.
+def choose_bias_exp(
+    b: torch.Tensor, scale_exp: int, min_exp: int = LOIHI.netx_bias_exp
+) -> torch.Tensor:
+    """Smallest per-neuron ``bias_exp`` in ``[min_exp, 7]`` whose mantissa fits 13 signed bits.
+
+    The default ``min_exp = 6`` is the exponent lava-dl netx writes for every bias, so that the
+    same registers load through netx; the bias resolution is then one weight LSB
+    (``2**(6 - scale_exp)`` in float units). Pass ``min_exp=0`` for the finest resolution Lava's
+    processes (but not netx) can hold.
 
     Example:
-        >>> choose_bias_exp(torch.tensor([0.5, 100.0]), 10).tolist()
+        >>> choose_bias_exp(torch.tensor([0.5, 100.0]), 10, min_exp=0).tolist()
         [0, 5]
+        >>> choose_bias_exp(torch.tensor([0.5, 100.0]), 10).tolist()
+        [6, 6]
     """
     x = b.detach().abs() * (2.0**scale_exp)
-    e = torch.zeros_like(x, dtype=torch.int64)
-    for cand in range(LOIHI.bias_exp_max, -1, -1):
+    e = torch.full_like(x, min_exp, dtype=torch.int64)
+    for cand in range(LOIHI.bias_exp_max, min_exp - 1, -1):
         fits = torch.round(x / 2.0**cand) <= LOIHI.bias_mant_max
         e = torch.where(fits, torch.full_like(e, cand), e)
     return torch.where(

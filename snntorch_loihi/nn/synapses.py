@@ -65,6 +65,7 @@ class QuantSynapseMixin:
         self.num_message_bits = int(num_message_bits)
         self.check_input = True
         self.calibration_frozen = False
+        self.netx_compatible = True
         self.path = ""
         self._scale_exp = 0
         self._weight_exp = 0
