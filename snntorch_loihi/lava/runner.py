@@ -120,12 +120,15 @@ class _ProbeModelBase(PyLoihiProcessModel):
             self.u_data[i] = self.u_ref.read()
             self.v_data[i] = self.v_ref.read()
         if self.time_step % self._steps == 0:  # last step of a sample: back to a fresh network
-            zero = np.zeros(self.u_ref.shape, self._dtype)
-            self.u_ref.write(zero)
-            self.v_ref.write(zero)
-            for name in self._bufs:
-                port = getattr(self, name)
+            ports = [self.u_ref, self.v_ref] + [getattr(self, name) for name in self._bufs]
+            for port in ports:
                 port.write(np.zeros(port.shape, self._dtype))
+            # A RefPort write is not acknowledged: the target may see its next SPK command
+            # before the write (seen: a Dense zeroed its buffer one step late). A read on the
+            # same channel is answered only after the write was applied, so it fences it.
+            for port in ports:
+                if np.any(port.read()):
+                    raise RuntimeError("LavaNetwork probe: a state was not reset to zero.")
 
 
 def _probe_model(proc: type, dtype: type, tag_name: str, n_buf: int) -> type:
@@ -242,6 +245,7 @@ class LavaNetwork:
         self._started = False
         self._closed = False
         self._stop_error: BaseException | None = None
+        self._t = 0  # Lava time steps run so far
         self._build()
 
     # ---- construction ----------------------------------------------------------------------
@@ -345,19 +349,32 @@ class LavaNetwork:
     def _run_cfg(self):
         return Loihi2SimCfg(select_tag="fixed_pt" if self.fixed_point else "floating_pt")
 
-    def _run_chunk(self, data: np.ndarray) -> None:
+    def start(self) -> None:
+        """Compile the network and start Lava's runtime (``run`` does it on first use)."""
         if self._closed:
             raise RuntimeError("LavaNetwork: the runtime is closed; build a new LavaNetwork.")
-        if not self._started:
-            self._source.data.init = data
-            self._started = True  # from here on, close() must stop the runtime
+        if self._started:
+            return
+        self._started = True  # from here on, close() must stop the runtime
+        try:
             with warnings.catch_warnings():
+                # Lava's compiler imports every module next to a process's own; silence its
+                # warnings about modules it cannot import out of their package
                 warnings.filterwarnings("ignore", message="Cannot import module")
-                self._source.run(condition=RunSteps(num_steps=self._length),
+                # one sample of zero input: Vars can be set only once the runtime has run
+                self._source.run(condition=RunSteps(num_steps=self.steps),
                                  run_cfg=self._run_cfg())
-        else:
-            self._source.data.set(data)
-            self._source.run(condition=RunSteps(num_steps=self._length))
+            self._t = self.steps
+        except BaseException:
+            self.close(force=True)
+            raise
+
+    def _run_chunk(self, data: np.ndarray) -> None:
+        """Play ``(*lava_shape, chunk * steps)`` columns; the ring buffer and the probes are
+        cyclic, indexed by Lava's global time step, hence the roll by the steps run so far."""
+        self.start()
+        self._source.data.set(np.ascontiguousarray(np.roll(data, self._t % self._length, -1)))
+        self._source.run(condition=RunSteps(num_steps=self._length))
 
     def run(self, x: np.ndarray | torch.Tensor) -> SimResult:
         """Run every sample of ``x`` from a fresh state; returns the same structure as simulate.
@@ -391,7 +408,8 @@ class LavaNetwork:
                     buf[:nb, :n_in] = np.moveaxis(part, 1, 0)
                     # (chunk, steps, *torch) -> (*lava, chunk * steps)
                     buf = buf.reshape(self._length, *part.shape[2:])
-                    self._run_chunk(np.ascontiguousarray(np.moveaxis(_to_lava(buf, 1), 0, -1)))
+                    self._run_chunk(np.moveaxis(_to_lava(buf, 1), 0, -1))
+                    self._t += self._length
                     for name in ("s", "u", "v"):
                         if name in self.record:
                             out[name].append([self._read(p, name, nb) for p in self._probes])
@@ -412,6 +430,7 @@ class LavaNetwork:
 
     def _read(self, probe: _Probe, name: str, nb: int) -> torch.Tensor:
         data = np.asarray(getattr(probe, f"{name}_data").get())  # (chunk * steps, *lava)
+        data = np.roll(data, -((self._t - self._length) % self._length), 0)
         data = _to_lava(data, 1)  # reversing the trailing axes again gives PyTorch order
         data = data.reshape(self.chunk, self.steps, *data.shape[1:])[:nb]
         t = torch.from_numpy(np.ascontiguousarray(np.swapaxes(data, 0, 1)))
