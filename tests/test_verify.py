@@ -169,11 +169,30 @@ def test_netx_backend_pins_the_clear_error() -> None:
     from snntorch_loihi.verify import verify
 
     torch.manual_seed(0)
-    net = _prepare(nn.Sequential(nn.Linear(8, 4), _leaky()))  # calibrated weight_exp > 0
+    # the finest Lava calibration: weight_exp > 0 and free bias exponents, no netx form
+    net = _prepare(nn.Sequential(nn.Linear(8, 4), _leaky()), netx_compatible=False)
     with pytest.raises(NetxError, match="for netx"):
         verify(net, spikes((4, 1, 8)).float(), backend="netx", float_drift=False)
     with pytest.raises(ValueError, match="backend must be 'lava' or 'netx'"):
         verify(net, spikes((4, 1, 8)).float(), backend="loihi")  # type: ignore[arg-type]
+
+
+@pytest.mark.lava
+def test_default_calibration_is_exact_through_netx() -> None:
+    """prepare_qat's default (netx-compatible) registers: a trained-style net with biases,
+    Synaptic and a conv + pool + flatten runs exactly through lava-dl's netx loader."""
+    from snntorch_loihi.verify import verify
+
+    torch.manual_seed(5)
+    mlp_net = _prepare(nn.Sequential(nn.Linear(20, 16), _leaky(threshold=0.5), nn.Linear(16, 4),
+                                     snn.Synaptic(0.7, 0.8, init_hidden=True,
+                                                  reset_mechanism="zero")))
+    rep = verify(mlp_net, spikes((10, 3, 20)).float(), backend="netx", float_drift=False)
+    assert rep.exact and rep.backend == "netx", str(rep)
+    conv = _prepare(nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), _leaky(0.85), nn.AvgPool2d(2),
+                                  nn.Flatten(), nn.Linear(4 * 4 * 4, 5), _leaky(0.8)))
+    rep = verify(conv, spikes((5, 2, 2, 8, 8), p=0.5), backend="netx", float_drift=False)
+    assert rep.exact, str(rep)
 
 
 # ---- the bug report: naive conversion drifts, snntorch-loihi is exact ---------------------------
