@@ -222,10 +222,12 @@ def test_overflow_monitor_counts_equal_direct_counts_and_warn_and_stop():
     net = make_net()
     _, _, xv, _ = digits()
     sample = xv[:, :8]
-    with torch.no_grad():  # weights grow past the calibrated range: clipping and wraps
-        net[0].weight.abs_().mul_(40.0)
-        net[2].weight.mul_(3.0)
     net[0].weight_exp = 7  # a stale calibration: one spike adds up to 254 << 7 << 6
+    grid = 2.0 ** (net[0].scale_exp - 6 - 7)  # float weight -> mantissa
+    with torch.no_grad():  # weights grow past the grid: the largest clip at 4x its end
+        w = net[0].weight.abs_()
+        w.mul_(4 * 254 / (float(w.max()) * grid))
+        net[2].weight.mul_(3.0)
     mon = OverflowMonitor(sample, warn_above=0, stop_above=10)
     with pytest.warns(OverflowWarning, match=r"epoch 0: counts above warn_above=0: 1\."
                                              r"current_wraps=\d+.*Stopping \(stop_above=10\)"):
@@ -354,7 +356,8 @@ def test_export_best_writes_nir_and_netx_only_on_improvement(tmp_path):
 
 
 def test_export_best_keeps_nir_when_netx_cannot_hold_the_net(tmp_path):
-    net = make_net(bias=True)  # calibrated biases are not multiples of 64
+    net = make_netx_net()
+    net[0].weight_exp = -1  # netx files hold no negative weight exponent
     _, _, xv, _ = digits()
     eb = ExportBest(tmp_path, sample=xv[0, :1])
     with pytest.warns(NetxExportWarning, match=r"epoch 0: wrote .*best.nir but no netx file"):
@@ -396,7 +399,7 @@ def test_plain_loop_with_all_callbacks_and_resumption(tmp_path, monkeypatch):
             QuantizationSchedule(float_epochs=1, freeze_epoch=2),
             OverflowMonitor(xv[:, :8], warn_above=None),
             ParityCheck(xv[:, :2], every=2),
-            ExportBest(tmp_path, sample=xv[0, :1], netx=False),
+            ExportBest(tmp_path, sample=xv[0, :1]),
         ])
 
     callbacks = make_callbacks()
@@ -418,7 +421,10 @@ def test_plain_loop_with_all_callbacks_and_resumption(tmp_path, monkeypatch):
     assert {k: {c: v[c] for c in want[k]} for k, v in monitor.history[-1]["layers"].items()} == want
     assert [h["epoch"] for h in parity.history] == [1]
     assert best.best_epoch is not None and (tmp_path / "best.nir").exists()
-    assert json.loads((tmp_path / "best.json").read_text())["epoch"] == best.best_epoch
+    meta = json.loads((tmp_path / "best.json").read_text())
+    assert meta["epoch"] == best.best_epoch
+    assert all((tmp_path / f).exists() for f in meta["files"])
+    assert ("best.net" in meta["files"]) == (meta["netx_error"] is None)
 
     # resume: callback state and net state through torch.save, then one more epoch
     path = tmp_path / "ckpt.pt"
