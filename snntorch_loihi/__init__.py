@@ -41,6 +41,13 @@ _EXPORTS = {
     "save_netx": "snntorch_loihi.lava.netx",
     "verify": "snntorch_loihi.verify",
     "ParityReport": "snntorch_loihi.verify",
+    # training-loop callbacks (Lightning adapters: snntorch_loihi.callbacks.lightning)
+    "Callback": "snntorch_loihi.callbacks",
+    "CallbackList": "snntorch_loihi.callbacks",
+    "QuantizationSchedule": "snntorch_loihi.callbacks",
+    "OverflowMonitor": "snntorch_loihi.callbacks",
+    "ParityCheck": "snntorch_loihi.callbacks",
+    "ExportBest": "snntorch_loihi.callbacks",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -58,11 +58,10 @@ class QuantizationSchedule(Callback):
     The decision is :meth:`phase` (pure); the hooks only apply it, so resuming at any epoch
     restores the same modes.
 
-    Staging needs layers that accept mixed modes. With the layer contract of
-    :mod:`snntorch_loihi.nn` a quantized synapse outputs integer ``a_in`` (weight-mantissa
-    units, one step late) and only a quantized neuron converts it, so in a staged epoch the
-    float neurons receive inputs ``2**(k - 6)`` times too large: use ``staged`` only with layers
-    that handle the mixed case.
+    In a staged epoch the synapses compute with Loihi's integer weights while the neurons keep
+    snnTorch's float dynamics: a float-mode neuron converts the integer ``a_in`` of a quantized
+    synapse to float units (``a_in * 2**(6 - k)``, exact), so the network equals the float
+    network with its weights replaced by their quantized values (no synaptic delay yet).
 
     Args:
         float_epochs: epochs of float warm-up (quantization disabled); 0 quantizes from the start.

@@ -269,6 +269,13 @@ class QuantNeuronMixin:
         bound = sum(s.input_bound() for s in syns)  # type: ignore[operator]
         return bound * _ACT > LOIHI.state_max
 
+    def _float_input(self, x: torch.Tensor, synapses: list[nn.Module] | None = None) -> torch.Tensor:
+        """Float-mode input: a quantized synapse delivers integer ``a_in``; in float units that is
+        ``a_in * 2**(6 - k)`` (exact). Lets weights be quantized before the neuron (staged QAT)."""
+        if any(getattr(s, "quantized", False) for s in (self.feeders if synapses is None else synapses)):
+            return x * 2.0 ** (LOIHI.act_shift - self._scale_exp)
+        return x
+
     def _quant_input(self, input_: torch.Tensor) -> tuple[torch.Tensor, float, float]:
         k = self._scale_exp
         return self._delayed(input_), 2.0**k, 2.0**-k
@@ -346,7 +353,7 @@ class QuantAwareLeaky(QuantNeuronMixin, snn.Leaky):
         if self.mem.shape != input_.shape:
             self.mem = torch.zeros_like(input_, device=self.mem.device)
         if not self.quantized:
-            new = self.beta.clamp(0, 1) * self.mem + input_
+            new = self.beta.clamp(0, 1) * self.mem + self._float_input(input_)
             if self.bias is not None:
                 new = new + self.bias
             spk, new = self._float_reset(new)
@@ -422,7 +429,7 @@ class QuantAwareSynaptic(QuantNeuronMixin, snn.Synaptic):
         if self.mem.shape != input_.shape:
             self.mem = torch.zeros_like(input_, device=self.mem.device)
         if not self.quantized:
-            new_syn = self.alpha.clamp(0, 1) * self.syn + input_
+            new_syn = self.alpha.clamp(0, 1) * self.syn + self._float_input(input_)
             new = self.beta.clamp(0, 1) * self.mem + new_syn
             if self.bias is not None:
                 new = new + self.bias
@@ -528,7 +535,8 @@ class QuantAwareRLeaky(QuantNeuronMixin, snn.RLeaky):
         if self.mem.shape != input_.shape:
             self.mem = torch.zeros_like(input_, device=self.mem.device)
         if not self.quantized:
-            new = self.beta.clamp(0, 1) * self.mem + input_ + self.recurrent(self.spk)
+            rec = self._float_input(self.recurrent(self.spk), [self.recurrent])
+            new = self.beta.clamp(0, 1) * self.mem + self._float_input(input_) + rec
             if self.bias is not None:
                 new = new + self.bias
             out, new = self._float_reset(new)
