@@ -174,6 +174,24 @@ def test_outside_the_wrap_domain_core_refuses():
 
 
 @lava
+def test_outside_the_wrap_domain_lava_leaves_24_bits():
+    """Why the domain: with |a_in << 6| >= 2**24, Lava's single wrap can leave u outside 24 bits
+    (the chip would wrap modulo 2**24, as the core does with check=False), so the two differ."""
+    from snntorch_loihi.lava import LavaNetwork
+
+    syn = LoihiSynapse("dense", np.array([[254]]), (1,), (1,), weight_exp=7,
+                       num_message_bits=24)
+    net = LoihiNetwork((1,), (LoihiLayer("l0", syn, LoihiNeuron((1,), 0, 0, LOIHI.vth_max)),))
+    x = torch.full((8, 1, 1), 9, dtype=torch.int64)  # a_in = 292608 > a_in_max
+    with LavaNetwork(net, steps=9, progress=False) as ln:
+        got = ln.run(x)
+    ref = simulate(net, x, check=False)
+    assert got["l0"].u.max() > LOIHI.state_max  # Lava: outside 24 bits
+    assert ref["l0"].u.abs().max() <= LOIHI.state_max  # core: modular
+    assert not torch.equal(ref["l0"].u, got["l0"].u)
+
+
+@lava
 def test_binary_synapse_counts_any_nonzero_input():
     syn = LoihiSynapse("dense", np.array([[10, -20, 30]]), (3,), (1,), sign_mode="mixed")
     net = LoihiNetwork((3,), (LoihiLayer("l0", syn, LoihiNeuron((1,), 100, 100, 50)),))
