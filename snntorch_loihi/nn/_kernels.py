@@ -78,12 +78,14 @@ def _decay(v: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
 
 
 def _wrap_input(a: torch.Tensor) -> torch.Tensor:
-    """``wrap24(a << 6)`` into ``(-2**23, 2**23]`` (Lava's wrap); exact for multiples of 64."""
-    return _HALF - torch.remainder(torch.rsub(a, _HALF, alpha=_ACT), _MOD)
+    """``wrap24(a << 6)`` into ``(-2**23, 2**23]`` (Lava's wrap); exact for ``|a| < 2**18``."""
+    return _wrap(a * _ACT)
 
 
 def _wrap(u: torch.Tensor) -> torch.Tensor:
-    return _HALF - torch.remainder(_HALF - u, _MOD)
+    # the formula of fixed.wrap_current: exact in float32 for |u| <= 2**24 (an intermediate
+    # ``_HALF - u`` would leave float32's exact range for large negative u)
+    return u - _MOD * torch.ceil((u - _HALF) / _MOD)
 
 
 class _LeakySub(torch.autograd.Function):
