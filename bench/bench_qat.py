@@ -61,8 +61,8 @@ def _time_once(fn: Callable[[], None]) -> float:
     return time.perf_counter() - t0
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    """Print the table; returns ``{name: median seconds}``."""
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Print the table; returns rows ``{benchmark, measure, value, ratio}`` for run_all.py."""
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--repeats", type=int, default=60, help="timed steps per variant")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for name, f in fns.items():
         if f is None:
             print(f"  {name:32s} unavailable (lava-dl not installed)")
-    return med
+    bench = "training step (fwd+bwd), 100-128-10, batch 64, T=25"
+    return [dict(benchmark=bench, measure=name, value=f"{t * 1e3:.2f} ms",
+                 ratio=f"{t / base:.2f}x snnTorch") for name, t in med.items()]
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ def build(seed: int = 0) -> nn.Module:
         return prepare_qat(net)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Print the table; returns rows ``{benchmark, measure, value, ratio}`` for run_all.py."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--steps", type=int, default=100)
@@ -47,7 +48,7 @@ def main() -> None:
                     help="samples measured with one compile each (extrapolated)")
     ap.add_argument("--verify", type=int, default=0,
                     help="also time verify() end to end on this many samples")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     from snntorch_loihi.export import export, from_nir_graph
     from snntorch_loihi.lava.runner import LavaNetwork
@@ -105,6 +106,11 @@ def main() -> None:
     if t_verify is not None:
         print(f"verify() end to end on {m} samples (torch + Lava s,u,v): {t_verify:.1f} s, "
               f"exact={rep.exact}")
+    bench = f"verify {B} samples x {T} steps, 100-128-10"
+    out = [dict(benchmark=bench, measure=name, value=f"{t:.2f} s", ratio=f"{t / t_torch:.0f}x torch")
+           for name, t in rows]
+    out.append(dict(benchmark=bench, measure="Lava spikes == torch spikes", value=str(same), ratio=""))
+    return out
 
 
 if __name__ == "__main__":
