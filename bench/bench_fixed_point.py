@@ -30,12 +30,13 @@ def make_net(rng: np.random.Generator, sizes=(100, 128, 10)) -> LoihiNetwork:
     return LoihiNetwork((sizes[0],), tuple(layers))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Print the table; returns rows ``{benchmark, measure, value, ratio}`` for run_all.py."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=64, help="torch batch")
     ap.add_argument("--lava-samples", type=int, default=8, help="samples run through Lava")
     ap.add_argument("--steps", type=int, default=100, help="input steps per sample")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     rng = np.random.default_rng(0)
     net = make_net(rng)
@@ -75,6 +76,13 @@ def main() -> None:
     print("outputs equal (s, u, v, every layer):", "yes" if not bad else f"NO: {bad}")
     if bad:
         raise SystemExit(1)
+    bench = f"fixed-point core vs Lava, 100-128-10, {steps} steps"
+    out = [dict(benchmark=bench, measure=f"torch simulate (batch {args.samples})",
+                value=f"{torch_rate:.0f} steps/s", ratio="1x")]
+    out += [dict(benchmark=bench, measure=name, value=f"{rate:.0f} steps/s",
+                 ratio=f"torch {torch_rate / rate:.0f}x faster") for name, _, rate, _ in rows]
+    out.append(dict(benchmark=bench, measure="outputs equal (s, u, v)", value="yes", ratio=""))
+    return out
 
 
 if __name__ == "__main__":

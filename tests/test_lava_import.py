@@ -8,12 +8,13 @@ import sys
 import pytest
 
 SCRIPT = """
+import snntorch_loihi as sl
+import snntorch_loihi.lava  # before the bar: the runner must still cope when it loads Lava
 from tqdm import tqdm
 for _ in tqdm(range(2), disable=False):
     pass
 import multiprocessing
 assert multiprocessing.get_start_method(allow_none=True) is not None
-import snntorch_loihi as sl
 from snntorch_loihi.lava import runner  # noqa: F401
 print(sl.to_lava.__name__)
 """

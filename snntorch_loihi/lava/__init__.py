@@ -13,7 +13,8 @@ import sys
 import warnings
 from typing import Any
 
-__all__ = ["LavaNetwork"]
+__all__ = ["LavaNetwork", "to_lava", "LavaModel", "save_netx", "check_netx", "run_netx",
+           "NetxNetwork", "NetxError"]
 
 _LAVA_MP = "lava.magma.runtime.message_infrastructure.multiprocessing"
 
@@ -49,7 +50,16 @@ def _guard_start_method() -> None:
 
 _guard_start_method()
 
-_LAZY = {"LavaNetwork": "snntorch_loihi.lava.runner"}
+_LAZY = {
+    "LavaNetwork": "snntorch_loihi.lava.runner",
+    "to_lava": "snntorch_loihi.lava.convert",
+    "LavaModel": "snntorch_loihi.lava.convert",
+    "save_netx": "snntorch_loihi.lava.netx",
+    "check_netx": "snntorch_loihi.lava.netx",
+    "run_netx": "snntorch_loihi.lava.netx",
+    "NetxNetwork": "snntorch_loihi.lava.netx",
+    "NetxError": "snntorch_loihi.lava.netx",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -38,6 +38,10 @@ from snntorch_loihi.errors import LavaUnavailableError, RegisterRangeError, Sema
 from snntorch_loihi.fixed.network import LayerTrace, SimResult
 from snntorch_loihi.ir import LoihiNetwork, LoihiSynapse
 
+from snntorch_loihi.lava import _guard_start_method
+
+_guard_start_method()  # before Lava's runtime module calls set_start_method('fork')
+
 try:
     from lava.magma.core.decorator import implements, requires, tag
     from lava.magma.core.model.py.model import PyLoihiProcessModel
