@@ -37,7 +37,6 @@ import torch
 from snntorch_loihi.errors import LavaUnavailableError, RegisterRangeError, SemanticsChangeWarning
 from snntorch_loihi.fixed.network import LayerTrace, SimResult
 from snntorch_loihi.ir import LoihiNetwork, LoihiSynapse
-
 from snntorch_loihi.lava import _guard_start_method
 
 _guard_start_method()  # before Lava's runtime module calls set_start_method('fork')
