@@ -52,6 +52,13 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
+# ``export`` and ``verify`` share their names with subpackages: once a submodule such as
+# ``snntorch_loihi.export.api`` is imported, Python would bind the package attribute to the
+# subpackage. Binding the functions eagerly here (neither subpackage imports Lava) keeps
+# ``snntorch_loihi.export`` / ``snntorch_loihi.verify`` the functions in every import order.
+from .export import export, from_nir  # noqa: E402, F401
+from .verify import ParityReport, verify  # noqa: E402, F401
+
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
