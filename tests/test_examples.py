@@ -29,3 +29,14 @@ def test_quickstart_digits(tmp_path):
     assert acc["float snnTorch"] > 0.3 and acc["QAT fine-tuned (torch)"] > 0.3  # chance: 0.1
     assert (tmp_path / "digits.nir").stat().st_size > 0
     assert (tmp_path / "parity.png").stat().st_size > 0
+
+
+@pytest.mark.lava
+def test_conv_net_exact_on_lava_and_netx(tmp_path):
+    result = load("conv_net").main(quick=True, out=tmp_path)
+    assert result["exact"] == {"lava": True, "netx": True}
+    assert result["accuracy"]["QAT fine-tuned (torch)"] > 0.3  # chance: 0.1
+    assert all(regs["weight_exp"] == 0 for name, regs in result["registers"].items()
+               if name in ("1.synapse", "4.synapse"))  # Lava's Conv has no weight exponent
+    for name in ("conv.nir", "conv_netx.h5", "parity_lava.png", "parity_netx.png"):
+        assert (tmp_path / name).stat().st_size > 0
