@@ -58,12 +58,27 @@ def _to_ir(graph, path: str):
         raise CliError(f"file '{path}': {exc}") from exc
 
 
+def _weight_error(graph, layer) -> str:
+    """Largest |float weight in the graph - its register value|, relative to max |w|."""
+    node = graph.nodes.get(f"{layer.name}.synapse")
+    w = getattr(node, "weight", None)
+    syn, k = layer.synapse, layer.neuron.scale_exp
+    if w is None or np.shape(w) != np.shape(syn.weight_mant):
+        return "n/a"
+    reg = np.asarray(syn.weight_mant, np.float64) * 2.0 ** (syn.weight_exp + 6 - k)
+    w = np.asarray(w, np.float64)
+    scale = np.abs(w).max() or 1.0
+    return f"{np.abs(w - reg).max() / scale:.2%}"
+
+
 def cmd_inspect(args: argparse.Namespace) -> None:
-    ir = _to_ir(_read_graph(args.file), args.file)
+    graph = _read_graph(args.file)
+    ir = _to_ir(graph, args.file)
     print(f"{args.file}: {len(ir.layers)} layers, input shape {tuple(ir.input_shape)}, "
           f"delay {ir.delay} steps")
     header = (f"{'layer':<12}{'synapse':<8}{'neurons':>8}{'synapses':>10}{'w_exp':>6}{'bits':>5}"
-              f"{'du':>6}{'dv':>6}{'vth':>8}{'scale':>7}  float equivalents{'':<28}{'cores':>6}")
+              f"{'du':>6}{'dv':>6}{'vth':>8}{'scale':>7}  float equivalents{'':<28}{'w err':>7}"
+              f"{'cores':>6}")
     print(header)
     print("-" * len(header))
     total = 0
@@ -82,7 +97,10 @@ def cmd_inspect(args: argparse.Namespace) -> None:
         total += cores
         floats = f"beta={beta:.4f} alpha={alpha:.4f} thr={thr:.4g} |w|max={wmax:.4g}"
         print(f"{layer.name:<12}{syn.kind:<8}{n:>8}{s:>10}{syn.weight_exp:>6}{syn.num_weight_bits:>5}"
-              f"{neu.du:>6}{neu.dv:>6}{neu.vth:>8}{k:>7}  {floats:<45}{cores:>6}")
+              f"{neu.du:>6}{neu.dv:>6}{neu.vth:>8}{k:>7}  {floats:<45}"
+              f"{_weight_error(graph, layer):>7}{cores:>6}")
+    print("w err: largest |float weight in the file - its register value| / max |w| (0 for graphs "
+          "written by snntorch-loihi: their float weights are the registers' values)")
     print(f"estimated Loihi 2 neuro-cores: {total} (assumes at most {CORE_NEURONS} neurons and "
           f"{CORE_SYNAPSE_BYTES // 1024} KiB of dense synaptic memory per core, one layer per core "
           f"group; a rough lower bound, not a mapping)")
