@@ -40,3 +40,18 @@ def test_conv_net_exact_on_lava_and_netx(tmp_path):
                if name in ("1.synapse", "4.synapse"))  # Lava's Conv has no weight exponent
     for name in ("conv.nir", "conv_netx.h5", "parity_lava.png", "parity_netx.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+@pytest.mark.lava
+def test_why_parameters_shift(tmp_path):
+    result = load("why_parameters_shift").main(quick=True, out=tmp_path)
+    mism = result["mismatches"]
+    assert result["exact"]
+    assert mism["snntorch-loihi Lava vs its torch forward"] == [0, 0]
+    assert sum(mism["naive Lava vs float snnTorch"]) > 0  # the naive conversion drifts
+    assert sum(mism["naive Lava vs snntorch-loihi torch forward"]) > 0
+    naive, ours = result["registers"]["layer 1"]["naive"], result["registers"]["layer 1"]["ours"]
+    assert (naive["dv"], naive["du"], naive["vth"]) == (163, 4095, 255)  # int(0.04 * 4095), ...
+    assert ours["dv"] == 164 and ours["du"] == 4095  # round(4096 * (1 - 0.96))
+    assert (tmp_path / "why_parameters_shift.png").stat().st_size > 0
+    assert (tmp_path / "float_net.nir").stat().st_size > 0
