@@ -55,3 +55,20 @@ def test_why_parameters_shift(tmp_path):
     assert ours["dv"] == 164 and ours["du"] == 4095  # round(4096 * (1 - 0.96))
     assert (tmp_path / "why_parameters_shift.png").stat().st_size > 0
     assert (tmp_path / "float_net.nir").stat().st_size > 0
+
+
+@pytest.mark.lava
+def test_lightning_finetune(tmp_path):
+    pytest.importorskip("lightning")
+    result = load("lightning_finetune").main(quick=True, out=tmp_path)
+    logged, history = result["logged"], result["history"]
+    assert logged["ParityCheck"]["parity/exact"] == 1.0
+    assert [h["frozen"] for h in history["QuantizationSchedule"]] == [False, True]
+    assert logged["QuantizationSchedule"]["qat/frozen"] == 1.0
+    assert [h["epoch"] for h in history["OverflowMonitor"]] == [0, 1]
+    assert logged["OverflowMonitor"]["overflow/1/neurons"] == 64.0
+    assert logged["ExportBest"]["export_best/score"] == pytest.approx(result["best"]["score"])
+    assert result["accuracy"]["QAT fine-tuned (Lightning)"] > 0.3  # chance: 0.1
+    for name in ("best.nir", "best.net", "best.json"):
+        assert (tmp_path / "best" / name).stat().st_size > 0
+    assert (tmp_path / "val_acc.png").stat().st_size > 0
