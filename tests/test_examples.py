@@ -72,3 +72,17 @@ def test_lightning_finetune(tmp_path):
     for name in ("best.nir", "best.net", "best.json"):
         assert (tmp_path / "best" / name).stat().st_size > 0
     assert (tmp_path / "val_acc.png").stat().st_size > 0
+
+
+@pytest.mark.lava
+def test_temporal_synaptic_rleaky(tmp_path):
+    result = load("temporal_synaptic_rleaky").main(quick=True, out=tmp_path)
+    acc = result["accuracy"]
+    assert result["exact"] and result["lava_mismatches"] == 0
+    assert acc["memoryless baseline (float)"] < 0.35  # order is invisible without memory
+    assert acc["Synaptic + RLeaky, float snnTorch"] > 0.35  # chance: 0.25
+    regs = result["registers"]
+    assert regs["1"]["du"] < 4095  # a Synaptic current with memory
+    assert "recurrent" in regs["3"]  # the RLeaky's all-to-all recurrent Dense
+    for name in ("temporal.nir", "parity.png", "training.png"):
+        assert (tmp_path / name).stat().st_size > 0
