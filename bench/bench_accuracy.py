@@ -30,8 +30,8 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import snntorch as snn
@@ -51,8 +51,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 # ------------------------------------------------------------------ tasks and networks
 
-@dataclass
-class Task:
+class Task(NamedTuple):
     """One benchmark task: data, network, training settings."""
 
     name: str
@@ -183,8 +182,7 @@ def _acc(spk: torch.Tensor, y: torch.Tensor) -> float:
     return float((spk.sum(0).argmax(-1) == y).float().mean())
 
 
-@dataclass
-class Row:
+class Row(NamedTuple):
     """Measurements of one (task, beta, bits, seed)."""
 
     float: float
@@ -197,7 +195,6 @@ class Row:
     same_naive: float
     same_ptq: float
     same_qat: float
-    extra: dict = field(default_factory=dict)
 
 
 def run_config(task: Task, beta: float, bits_list: list[int], seed: int, lava_samples: int,
@@ -291,8 +288,8 @@ def format_table(results: dict, tasks: list[Task], seeds: list[int], lava_sample
         for (name, beta, bits), rows in results.items():
             if name != task.name:
                 continue
-            col = {a: _ms([getattr(r, a) for r in rows]) for a in Row.__dataclass_fields__
-                   if a not in ("spikes_equal", "extra")}
+            col = {a: _ms([getattr(r, a) for r in rows]) for a in Row._fields
+                   if a != "spikes_equal"}
             lava = f"{col['lava_subset']} = {col['qat_subset']}"
             same = " / ".join(col[a] for a in ("same_naive", "same_ptq", "same_qat"))
             lines.append(f"| {beta} | {bits} | {col['float']} | {col['naive']} | {col['ptq']} | "
@@ -398,7 +395,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         out.append(dict(benchmark="bench_accuracy.py",
                         measure=f"{name}, beta {beta}, {bits}-bit: fine-tuned vs float",
                         value=f"{100 * qat:.1f} % vs {100 * fl:.1f} %",
-                        ratio=f"{100 * (qat - fl):+.1f} pp"))
+                        ratio=f"{100 * (qat - fl):+.1f} pp",
+                        lava_subset=[r.lava_subset for r in rows],
+                        torch_subset=[r.qat_subset for r in rows],
+                        spikes_equal=[r.spikes_equal for r in rows]))
     return out
 
 
