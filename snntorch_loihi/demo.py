@@ -29,6 +29,9 @@ class DemoConfig:
     lr: float = 2e-3
     qat_lr: float = 5e-4
     weight_bits: int = 8
+    low_bits: int | None = 2  # also show the regime where naive conversion loses (None: skip)
+    low_bits_epochs: int = 6
+    low_bits_lava_samples: int = 100
     lava_samples: int | None = None  # None: the whole test set
     seed: int = 0
     progress: bool = True
@@ -127,15 +130,48 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
     mismatches = int((torch_spk != lava_spk).sum())
     acc_qat_subset = float((torch_spk.sum(0).argmax(-1) == y_lava).float().mean())
 
-    # 6. parity report (all layers, u and v too) and figures
+    # 6. parity report (all layers, u and v too; Lava processes and the netx file) and figures
     t0 = time.perf_counter()
     report = sl.verify(qnet, x_te[:, :8], progress=False)
     report.plot(cfg.out / "parity.png")
-    times["parity report"] = time.perf_counter() - t0
+    report_netx = sl.verify(qnet, x_te[:, :8], backend="netx", float_drift=False)
+    times["parity report (lava + netx)"] = time.perf_counter() - t0
+
+    # 7. the regime where quantization bites: few weight bits (BASELINES.md: 2 bits lose ~7 pp)
+    low: dict[str, float] = {}
+    if cfg.low_bits is not None:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lnet = sl.prepare_qat(net, weight_bits=cfg.low_bits)
+        low["ptq"] = accuracy(lnet, x_te, y_te, steps=steps)
+        opt = torch.optim.Adam(lnet.parameters(), lr=cfg.qat_lr)
+        with tqdm(total=cfg.low_bits_epochs * batches, desc=f"QAT at {cfg.low_bits}-bit weights",
+                  disable=not cfg.progress) as bar:
+            for _ in range(cfg.low_bits_epochs):
+                train_epoch(lnet, x_tr, y_tr, opt, loss_fn, steps=steps, generator=gen, progress=bar)
+                curve.setdefault("low", []).append(accuracy(lnet, x_te, y_te, steps=steps))
+        sl.freeze_calibration(lnet)
+        low["qat"] = accuracy(lnet, x_te, y_te, steps=steps)
+        m = min(cfg.low_bits_lava_samples, x_te.shape[1])
+        lgraph = sl.export(lnet, x_te[0, :1], path=cfg.out / f"digits_{cfg.low_bits}bit.nir")
+        with sl.to_lava(lgraph, progress=cfg.progress) as lava_low:
+            low_spk = lava_low(x_te[:, :m])
+        with torch.no_grad():
+            low_torch = run_network(lnet.eval(), x_te[:, :m], steps)
+        low["lava"] = float((low_spk.sum(0).argmax(-1) == y_te[:m]).float().mean())
+        low["torch_subset"] = float((low_torch.sum(0).argmax(-1) == y_te[:m]).float().mean())
+        low["mismatches"] = int((low_torch != low_spk[: low_torch.shape[0]]).sum())
+        low["samples"] = m
+        times[f"{cfg.low_bits}-bit PTQ + QAT + Lava"] = time.perf_counter() - t0
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(range(1, len(curve["float"]) + 1), [100 * a for a in curve["float"]], label="float")
-    ax.plot(range(len(curve["float"]) + 1, len(curve["float"]) + len(curve["qat"]) + 1),
-            [100 * a for a in curve["qat"]], label="quantization-aware (Loihi arithmetic)")
+    n_float = len(curve["float"])
+    ax.plot(range(n_float + 1, n_float + len(curve["qat"]) + 1),
+            [100 * a for a in curve["qat"]], label=f"QAT, {cfg.weight_bits}-bit weights")
+    if curve.get("low"):
+        ax.plot(range(n_float + 1, n_float + len(curve["low"]) + 1),
+                [100 * a for a in curve["low"]], label=f"QAT, {cfg.low_bits}-bit weights")
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.legend()
@@ -143,17 +179,26 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
     fig.savefig(cfg.out / "training.png", dpi=120)
     plt.close(fig)
 
+    accs = {
+        "float snnTorch": acc_float,
+        f"post-training quantized, {cfg.weight_bits}-bit weights (torch)": acc_ptq,
+        f"quantization-aware fine-tuned, {cfg.weight_bits}-bit (torch)": acc_qat,
+        f"Lava fixed_pt, {cfg.weight_bits}-bit ({n} samples)": acc_lava,
+        f"fine-tuned torch on the same {n} samples": acc_qat_subset,
+    }
+    if low:
+        b = cfg.low_bits
+        accs[f"post-training quantized, {b}-bit weights (torch)"] = low["ptq"]
+        accs[f"quantization-aware fine-tuned, {b}-bit, {cfg.low_bits_epochs} epochs (torch)"] = low["qat"]
+        accs[f"Lava fixed_pt, {b}-bit ({low['samples']} samples)"] = low["lava"]
+        accs[f"fine-tuned {b}-bit torch on the same {low['samples']} samples"] = low["torch_subset"]
     result = {
-        "accuracy": {
-            "float snnTorch": acc_float,
-            "post-training quantized (torch)": acc_ptq,
-            "quantization-aware fine-tuned (torch)": acc_qat,
-            f"Lava fixed_pt ({n} samples)": acc_lava,
-            f"fine-tuned torch on the same {n} samples": acc_qat_subset,
-        },
+        "accuracy": accs,
         "parity": {"samples": n, "steps": int(torch_spk.shape[0]),
                    "output spikes compared": int(torch_spk.numel()),
-                   "mismatching spikes": mismatches, "report exact (8 samples, all layers)": report.exact},
+                   "mismatching spikes": mismatches, "report exact (8 samples, all layers)": report.exact,
+                   "netx report exact": report_netx.exact,
+                   "low-bit mismatching spikes": low.get("mismatches")},
         "timings_s": dict(times),
         "files": [str(p) for p in (nir_path, netx_path, cfg.out / "parity.png", cfg.out / "training.png")],
     }
@@ -170,7 +215,11 @@ def format_result(result: dict) -> str:
     lines += ["", f"Spike parity, fine-tuned torch forward vs Lava: {p['mismatching spikes']} mismatching "
               f"output spikes over {p['samples']} samples x {p['steps']} steps "
               f"({'exact' if p['mismatching spikes'] == 0 else 'NOT exact'}); "
-              f"full report exact: {p['report exact (8 samples, all layers)']}.", "",
+              f"full report (s, u, v of every layer, 8 samples) exact: "
+              f"{p['report exact (8 samples, all layers)']}; through the netx file: "
+              f"{p['netx report exact']}"
+              + (f"; low-bit network: {p['low-bit mismatching spikes']} mismatching output spikes."
+                 if p["low-bit mismatching spikes"] is not None else "."), "",
               "| stage | time (s) |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in result["timings_s"].items()]
     lines += ["", "Files: " + ", ".join(result["files"])]
