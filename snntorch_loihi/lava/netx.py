@@ -51,6 +51,8 @@ it imports slayer and torchvision).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from os import PathLike
 from typing import TYPE_CHECKING, Any
@@ -405,7 +407,10 @@ def _netx_probes() -> tuple[Any, type, type]:
 
 def _import_netx():
     try:
-        with warnings.catch_warnings():
+        # lava-dl prints unrelated notices on import (a missing CUDA runtime, a Prophesee toolbox
+        # for one of its data sets); keep them off the user's terminal
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             from lava.lib.dl.netx import hdf5
     except ImportError as exc:  # pragma: no cover - depends on the environment
