@@ -181,7 +181,7 @@ def verify(
         >>> print(report); assert report.exact   # doctest: +SKIP
     """
     from ..callbacks.overflow import count_overflows
-    from ..fixed.network import simulate
+    from ..fixed.network import LayerTrace, SimResult, simulate
 
     if backend not in ("lava", "netx"):
         raise ValueError(f"verify: backend must be 'lava' or 'netx', got {backend!r}.")
@@ -201,14 +201,19 @@ def verify(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 net = prepare_qat(net, example_input=x[0])
+        # the torch side runs where the network lives (CPU or GPU); Lava and the comparison on CPU
+        dev = next((p.device for p in net.parameters()), torch.device("cpu"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            graph = export(net, x[0].to(torch.get_default_dtype()))  # does not modify net
+            graph = export(net, x[0].to(dev, torch.get_default_dtype()))  # does not modify net
         ir = from_nir_graph(graph)
         xb, _ = _time_first(x, tuple(ir.input_shape))
         steps = int(xb.shape[0]) + ir.delay
         t0 = time.perf_counter()
-        ref = record_torch(net, xb.to(torch.get_default_dtype()), steps)
+        ref = record_torch(net, xb.to(dev, torch.get_default_dtype()), steps)
+        ref = SimResult({k: LayerTrace(*(None if t is None else t.cpu() for t in (tr.s, tr.u, tr.v)))
+                         for k, tr in ref.layers.items()})
+        xb = xb.cpu()
         timings["reference"] = time.perf_counter() - t0
         if len(ref) != len(ir.layers):
             raise RegisterRangeError(
