@@ -20,12 +20,14 @@ import torch
 
 from ..errors import RegisterRangeError
 from ..ir import LoihiNetwork
+from ._closing import Closing
 
 if TYPE_CHECKING:  # pragma: no cover
     import nir
 
     from ..fixed.network import SimResult
     from .runner import LavaNetwork
+
 
 __all__ = ["LavaModel", "to_lava", "as_network"]
 
@@ -51,7 +53,7 @@ def as_network(graph_or_ir: Any) -> LoihiNetwork:
         f"{type(graph_or_ir).__name__}.")
 
 
-class LavaModel:
+class LavaModel(Closing):
     """A Loihi network on Lava's CPU simulation, called like the training forward.
 
     Attributes:
@@ -140,18 +142,6 @@ class LavaModel:
         if self._lava is not None:
             self._lava.close()
             self._lava = None
-
-    def __enter__(self) -> LavaModel:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:  # pragma: no cover - best effort
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         mode = "fixed_pt" if self.fixed_point else "floating_pt"

@@ -64,11 +64,13 @@ from ..errors import LavaUnavailableError, LoihiError, RegisterRangeError
 from ..fixed.synapse import determine_sign_mode
 from ..ir import LoihiLayer, LoihiNetwork, LoihiSynapse
 from ..spec import LOIHI
+from ._closing import Closing
 
 if TYPE_CHECKING:  # pragma: no cover
     import nir
 
     from ..fixed.network import SimResult
+
 
 __all__ = ["NetxError", "save_netx", "check_netx", "NetxNetwork", "run_netx", "NETX_BIAS_EXP"]
 
@@ -420,7 +422,7 @@ def _import_netx():
     return hdf5
 
 
-class NetxNetwork:
+class NetxNetwork(Closing):
     """A netx HDF5 file loaded by ``lava.lib.dl.netx.hdf5.Network`` and compiled once.
 
     Each layer's LIF gets a probe (the one :class:`~snntorch_loihi.lava.LavaNetwork` uses) that
@@ -592,17 +594,6 @@ class NetxNetwork:
             return
         self._source.stop()
 
-    def __enter__(self) -> NetxNetwork:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:  # pragma: no cover - best effort
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 def run_netx(path: str | PathLike, x: np.ndarray | torch.Tensor, *, steps: int | None = None,

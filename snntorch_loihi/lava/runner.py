@@ -38,6 +38,7 @@ from snntorch_loihi.errors import LavaUnavailableError, RegisterRangeError, Sema
 from snntorch_loihi.fixed.network import LayerTrace, SimResult
 from snntorch_loihi.ir import LoihiNetwork, LoihiSynapse
 from snntorch_loihi.lava import _guard_start_method
+from snntorch_loihi.lava._closing import Closing
 
 _guard_start_method()  # before Lava's runtime module calls set_start_method('fork')
 
@@ -63,6 +64,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         f"snntorch_loihi.lava needs lava-nc 0.10 (pip install 'snntorch-loihi[lava]', Python "
         f"3.10), but importing it failed: {exc}"
     ) from exc
+
 
 __all__ = ["LavaNetwork"]
 
@@ -189,7 +191,7 @@ def _as_batch(x: np.ndarray | torch.Tensor, input_shape: tuple[int, ...]) -> np.
     return a
 
 
-class LavaNetwork:
+class LavaNetwork(Closing):
     """A :class:`LoihiNetwork` compiled once on Lava's CPU simulation, for many samples.
 
     Args:
@@ -490,14 +492,3 @@ class LavaNetwork:
         with contextlib.suppress(Exception):
             runtime._watchdog_manager.stop()
 
-    def __enter__(self) -> LavaNetwork:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:  # pragma: no cover - best effort
-        try:
-            self.close()
-        except Exception:
-            pass
