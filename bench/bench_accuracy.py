@@ -20,7 +20,9 @@ layer and a Synaptic output layer) -- and for every weight precision and beta, i
 Mean and spread (sample standard deviation) over seeds; each seed draws the data split, the
 encoding and the initial weights. Writes ``accuracy.md`` and ``accuracy.png`` into ``--out``.
 
-Usage: ``python bench/bench_accuracy.py [--quick] [--out DIR]``.
+Usage: ``python bench/bench_accuracy.py [--quick] [--out DIR]`` (``--quick`` writes into
+``out/bench_accuracy_quick`` unless ``--out`` is given, so it never overwrites
+``bench/results``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from snntorch_loihi.spec import LOIHI
 from snntorch_loihi.training import run_network, train_epoch
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+QUICK_OUT = Path("out/bench_accuracy_quick")   # --quick must not overwrite the committed results
 
 
 # ------------------------------------------------------------------ tasks and networks
@@ -339,7 +342,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from tqdm.auto import tqdm
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for accuracy.md/.png")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"folder for accuracy.md/.png (default {DEFAULT_OUT.parent.name}/"
+                        f"{DEFAULT_OUT.name}; with --quick {QUICK_OUT})")
     p.add_argument("--quick", action="store_true",
                    help="1 seed, bits {8, 2}, beta 0.9, short training, 16 Lava samples")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
@@ -352,6 +357,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    args.out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     if args.threads:
         torch.set_num_threads(args.threads)
     q = args.quick
