@@ -80,7 +80,7 @@ def test_temporal_synaptic_rleaky(tmp_path):
     acc = result["accuracy"]
     assert result["exact"] and result["lava_mismatches"] == 0
     assert acc["memoryless baseline (float)"] < 0.35  # order is invisible without memory
-    assert acc["Synaptic + RLeaky, float snnTorch"] > 0.35  # chance: 0.25
+    assert acc["Synaptic + RLeaky, float snnTorch"] > 0.5  # chance: 0.25; order alone: 0.5
     regs = result["registers"]
     assert regs["1"]["du"] < 4095  # a Synaptic current with memory
     assert "recurrent" in regs["3"]  # the RLeaky's all-to-all recurrent Dense
