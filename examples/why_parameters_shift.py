@@ -196,6 +196,7 @@ def main(quick: bool = False, out: str | Path = "out/why_parameters_shift") -> d
     from tqdm.auto import tqdm
 
     import snntorch_loihi as sl
+    from snntorch_loihi.fixed import truncate_weights
 
     t_start = time.perf_counter()
     out = Path(out)
@@ -242,8 +243,6 @@ def main(quick: bool = False, out: str | Path = "out/why_parameters_shift") -> d
                      f"({_rel(nt, thr):+.3%}) | vth = {on.vth}, scale 2^{kq} | {ot:.6f} "
                      f"({_rel(ot, thr):+.3%}) |")
         w = fc[k].weight.detach().double().numpy()
-        from snntorch_loihi.fixed import truncate_weights
-
         used = truncate_weights(torch.from_numpy(nl.synapse.weight_mant), 8,
                                 nl.synapse.sign_mode).numpy()  # what Lava's Dense really uses
         naive_w = used / 256.0
