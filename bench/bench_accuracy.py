@@ -322,12 +322,15 @@ def plot(results: dict, tasks: list[Task], path: Path) -> None:
             fl = 100 * statistics.mean(r.float for r in results[keys[0]])
             ax.axhline(fl, color=color, lw=0.8, alpha=0.6)
             for attr, ls in styles.items():
-                m = [100 * statistics.mean(getattr(r, attr) for r in results[k]) for k in keys]
-                ax.plot(bits, m, ls, marker="o", color=color,
-                        label=f"beta {beta}: {labels[attr]}")
+                vals = [[100 * getattr(r, attr) for r in results[k]] for k in keys]
+                m = [statistics.mean(v) for v in vals]
+                sd = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in vals]
+                ax.errorbar(bits, m, yerr=sd, fmt=ls, marker="o", capsize=3, color=color,
+                            label=f"beta {beta}: {labels[attr]}")
+            ax.set_xticks(bits)
         ax.set_xlabel("weight bits (num_weight_bits)")
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"{task.name} (thin line: float)")
+        ax.set_title(f"{task.name} (thin line: float; bars: sd over seeds)", fontsize=9)
         ax.invert_xaxis()
         ax.legend(fontsize=7)
     fig.tight_layout()
