@@ -109,9 +109,11 @@ def main(quick: bool = False, out: str | Path = "out/temporal_synaptic_rleaky") 
 
     def fit(net: nn.Module, epochs: int, lr: float, key: str, steps: int | None = None) -> None:
         opt = torch.optim.Adam(net.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)  # a stable end
         with tqdm(total=epochs * batches, desc=f"{key} training") as bar:
             for _ in range(epochs):
                 train_epoch(net, x_tr, y_tr, opt, loss_fn, steps=steps, generator=gen, progress=bar)
+                sched.step()
                 curve[key].append(accuracy(net, x_te, y_te, steps=steps))
 
     # 1. a memoryless network cannot tell the order of the bursts
