@@ -31,6 +31,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -147,8 +148,11 @@ def main(quick: bool = False, out: str | Path = "out/temporal_synaptic_rleaky") 
         registers[layer.name] = dict(du=n.du, dv=n.dv, vth=n.vth, scale_exp=n.scale_exp,
                                      weight_exp=layer.synapse.weight_exp)
         if rec is not None:
-            registers[layer.name]["recurrent"] = f"Dense {tuple(rec.weight_mant.shape)}"
-            registers[layer.name]["recurrent_weight_exp"] = rec.weight_exp
+            w_rec = np.asarray(rec.weight_mant)
+            registers[layer.name].update(recurrent=f"Dense {w_rec.shape[0]}x{w_rec.shape[1]}",
+                                         recurrent_nonzero=int((w_rec != 0).sum()),
+                                         recurrent_max_mant=int(np.abs(w_rec).max()),
+                                         recurrent_weight_exp=rec.weight_exp)
     with torch.no_grad():
         torch_spk = run_network(qnet.eval(), x_l, steps)
     mismatches = int((lava_spk[: torch_spk.shape[0]] != torch_spk).sum())
