@@ -99,7 +99,7 @@ def main(quick: bool = False, out: str | Path = "out/temporal_synaptic_rleaky") 
     out.mkdir(parents=True, exist_ok=True)
     num_steps = 24 if quick else 32
     n_train, n_test = (512, 192) if quick else (1600, 800)
-    float_epochs, qat_epochs, base_epochs = (8, 2, 2) if quick else (20, 4, 8)
+    float_epochs, qat_epochs, base_epochs = (8, 2, 2) if quick else (8, 3, 3)
     n_lava = 16 if quick else 64
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
