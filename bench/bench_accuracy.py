@@ -357,7 +357,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--digits-steps", type=int, default=None, help="T of digits (default 20)")
     p.add_argument("--temporal-steps", type=int, default=None, help="T of temporal (default 30)")
     p.add_argument("--tasks", nargs="*", default=None, help="'digits' and/or 'temporal'")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: on a shared 2-core machine two contending "
+                        "threads were 4-6x slower; 0: torch's default)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     args.out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
