@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
+
+# Small tensors: one intra-op thread is as fast, and far faster when another process (a Lava
+# worker, a DDP rank) competes for the machine's two cores.
+torch.set_num_threads(1)
 
 settings.register_profile(
     "ci", derandomize=True, deadline=None, max_examples=25,
