@@ -27,7 +27,7 @@ BENCHMARKS = [
 _RUNNER = """
 import importlib.util, json, sys
 spec = importlib.util.spec_from_file_location("bench", sys.argv[1])
-mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+mod = importlib.util.module_from_spec(spec); sys.modules["bench"] = mod; spec.loader.exec_module(mod)
 rows = mod.main(sys.argv[2:])
 print("@@ROWS@@" + json.dumps(rows or []))
 """
