@@ -289,6 +289,17 @@ class QuantNeuronMixin:
             mem = torch.addcmul(mem, spk, mem, value=-1)
         return spk, mem
 
+    def _leaky_quant_step(self, a: torch.Tensor, scale: float, inv: float
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quantized step of a neuron without current memory (``du = 4095``): ``(spk, mem)``."""
+        if self.reference:  # type: ignore[attr-defined]
+            v = decay_ste(self.mem * scale, _UNITY - quantize_dv(self.beta))  # type: ignore[attr-defined]
+            v = saturate_voltage_ste(v + wrap_current_ste(a * _ACT) + self._bias_q())
+            return self._spike_reset_ref(v, inv)
+        fv, _, vth_f, b = self._qparams()  # type: ignore[attr-defined]
+        v = leaky_subthreshold(self.mem, a, fv, b, scale, self._needs_wrap())  # type: ignore[attr-defined]
+        return self._spike_reset(v, vth_f)
+
     def _spike_reset_ref(self, v: torch.Tensor, inv: float) -> tuple[torch.Tensor, torch.Tensor]:
         return self._spike_reset(v * inv, self._vth_q() * (_VTH * inv))
 
@@ -359,14 +370,7 @@ class QuantAwareLeaky(QuantNeuronMixin, snn.Leaky):
             spk, new = self._float_reset(new)
         else:
             a, scale, inv = self._quant_input(input_)
-            if self.reference:
-                v = decay_ste(self.mem * scale, _UNITY - quantize_dv(self.beta))
-                v = saturate_voltage_ste(v + wrap_current_ste(a * _ACT) + self._bias_q())
-                spk, new = self._spike_reset_ref(v, inv)
-            else:
-                fv, _, vth_f, b = self._qparams()
-                v = leaky_subthreshold(self.mem, a, fv, b, scale, self._needs_wrap())
-                spk, new = self._spike_reset(v, vth_f)
+            spk, new = self._leaky_quant_step(a, scale, inv)
         self._put("mem", new)
         if self.output or not self.init_hidden:
             return spk, new
@@ -542,15 +546,7 @@ class QuantAwareRLeaky(QuantNeuronMixin, snn.RLeaky):
             out, new = self._float_reset(new)
         else:
             a, scale, inv = self._quant_input(input_)
-            a = a + self.recurrent(self.spk)
-            if self.reference:
-                v = decay_ste(self.mem * scale, _UNITY - quantize_dv(self.beta))
-                v = saturate_voltage_ste(v + wrap_current_ste(a * _ACT) + self._bias_q())
-                out, new = self._spike_reset_ref(v, inv)
-            else:
-                fv, _, vth_f, b = self._qparams()
-                v = leaky_subthreshold(self.mem, a, fv, b, scale, self._needs_wrap())
-                out, new = self._spike_reset(v, vth_f)
+            out, new = self._leaky_quant_step(a + self.recurrent(self.spk), scale, inv)
         self._put("spk", out)
         self._put("mem", new)
         if self.output or not self.init_hidden:
