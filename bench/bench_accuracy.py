@@ -47,6 +47,7 @@ from snntorch_loihi.fixed.network import simulate
 from snntorch_loihi.ir import LoihiLayer, LoihiNetwork, LoihiNeuron, LoihiSynapse
 from snntorch_loihi.spec import LOIHI
 from snntorch_loihi.training import run_network, train_epoch
+from snntorch_loihi.training import spike_count_accuracy as _acc
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 QUICK_OUT = Path("out/bench_accuracy_quick")   # --quick must not overwrite the committed results
@@ -179,10 +180,6 @@ def _same_spikes(ref: torch.Tensor, out: torch.Tensor, delay: int) -> float:
     t = ref.shape[0]
     other = out[delay: delay + t].to(ref.dtype)
     return float((other == ref).flatten(2).all(-1).all(0).float().mean())
-
-
-def _acc(spk: torch.Tensor, y: torch.Tensor) -> float:
-    return float((spk.sum(0).argmax(-1) == y).float().mean())
 
 
 class Row(NamedTuple):

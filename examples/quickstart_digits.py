@@ -63,7 +63,7 @@ def main(quick: bool = False, out: str | Path = "out/quickstart_digits") -> dict
 
     import snntorch_loihi as sl
     from snntorch_loihi.data import digits_spikes
-    from snntorch_loihi.training import accuracy, run_network, train_epoch
+    from snntorch_loihi.training import accuracy, run_network, spike_count_accuracy, train_epoch
 
     t_start = time.perf_counter()
     out = Path(out)
@@ -117,8 +117,8 @@ def main(quick: bool = False, out: str | Path = "out/quickstart_digits") -> dict
     with torch.no_grad():
         torch_spk = run_network(qnet.eval(), x_l, steps)
     mismatches = int((lava_spk[: torch_spk.shape[0]] != torch_spk).sum())
-    acc_lava = float((lava_spk.sum(0).argmax(-1) == y_l).float().mean())
-    acc_torch_slice = float((torch_spk.sum(0).argmax(-1) == y_l).float().mean())
+    acc_lava = spike_count_accuracy(lava_spk, y_l)
+    acc_torch_slice = spike_count_accuracy(torch_spk, y_l)
 
     result = {
         "accuracy": {

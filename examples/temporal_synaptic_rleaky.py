@@ -92,7 +92,7 @@ def main(quick: bool = False, out: str | Path = "out/temporal_synaptic_rleaky") 
 
     import snntorch_loihi as sl
     from snntorch_loihi.data import temporal_spikes
-    from snntorch_loihi.training import accuracy, run_network, train_epoch
+    from snntorch_loihi.training import accuracy, run_network, spike_count_accuracy, train_epoch
 
     t_start = time.perf_counter()
     out = Path(out)
@@ -156,7 +156,7 @@ def main(quick: bool = False, out: str | Path = "out/temporal_synaptic_rleaky") 
     with torch.no_grad():
         torch_spk = run_network(qnet.eval(), x_l, steps)
     mismatches = int((lava_spk[: torch_spk.shape[0]] != torch_spk).sum())
-    acc_lava = float((lava_spk.sum(0).argmax(-1) == y_l).float().mean())
+    acc_lava = spike_count_accuracy(lava_spk, y_l)
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(range(1, len(curve["memoryless"]) + 1), [100 * a for a in curve["memoryless"]],
@@ -181,7 +181,7 @@ def main(quick: bool = False, out: str | Path = "out/temporal_synaptic_rleaky") 
             "post-training quantized (torch)": acc_ptq,
             "QAT fine-tuned (torch)": acc_qat,
             f"QAT fine-tuned (torch, first {n_lava} test samples)":
-                float((torch_spk.sum(0).argmax(-1) == y_l).float().mean()),
+                spike_count_accuracy(torch_spk, y_l),
             f"Lava fixed_pt (first {n_lava} test samples)": acc_lava,
         },
         "exact": report.exact,

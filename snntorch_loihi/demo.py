@@ -66,7 +66,7 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
     import snntorch_loihi as sl
 
     from .data import digits_spikes
-    from .training import accuracy, run_network, train_epoch
+    from .training import accuracy, run_network, spike_count_accuracy, train_epoch
 
     cfg = cfg or DemoConfig()
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -122,13 +122,13 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
     x_lava, y_lava = x_te[:, :n], y_te[:n]
     with sl.to_lava(graph, progress=cfg.progress) as lava_net:
         lava_spk = lava_net(x_lava)
-    acc_lava = float((lava_spk.sum(0).argmax(-1) == y_lava).float().mean())
+    acc_lava = spike_count_accuracy(lava_spk, y_lava)
     times["Lava fixed-point run"] = time.perf_counter() - t0
     with torch.no_grad():
         torch_spk = run_network(qnet.eval(), x_lava, steps)
     lava_spk = lava_spk[: torch_spk.shape[0]]
     mismatches = int((torch_spk != lava_spk).sum())
-    acc_qat_subset = float((torch_spk.sum(0).argmax(-1) == y_lava).float().mean())
+    acc_qat_subset = spike_count_accuracy(torch_spk, y_lava)
 
     # 6. parity report (all layers, u and v too; Lava processes and the netx file) and figures
     t0 = time.perf_counter()
@@ -159,8 +159,8 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
             low_spk = lava_low(x_te[:, :m])
         with torch.no_grad():
             low_torch = run_network(lnet.eval(), x_te[:, :m], steps)
-        low["lava"] = float((low_spk.sum(0).argmax(-1) == y_te[:m]).float().mean())
-        low["torch_subset"] = float((low_torch.sum(0).argmax(-1) == y_te[:m]).float().mean())
+        low["lava"] = spike_count_accuracy(low_spk, y_te[:m])
+        low["torch_subset"] = spike_count_accuracy(low_torch, y_te[:m])
         low["mismatches"] = int((low_torch != low_spk[: low_torch.shape[0]]).sum())
         low["samples"] = m
         times[f"{cfg.low_bits}-bit PTQ + QAT + Lava"] = time.perf_counter() - t0

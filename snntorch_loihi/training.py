@@ -8,7 +8,7 @@ import torch
 from snntorch import utils as snn_utils
 from torch import nn
 
-__all__ = ["run_network", "accuracy", "train_epoch"]
+__all__ = ["run_network", "spike_count_accuracy", "accuracy", "train_epoch"]
 
 
 def run_network(net: nn.Module, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
@@ -32,6 +32,17 @@ def run_network(net: nn.Module, x: torch.Tensor, steps: int | None = None) -> to
         y = net(x[t] if t < x.shape[0] else zero)
         out.append(y[0] if isinstance(y, tuple) else y)
     return torch.stack(out)
+
+
+def spike_count_accuracy(spk: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of samples whose most active output neuron (spike count over time) is the label.
+
+    Example:
+        >>> spk = torch.tensor([[[1., 0.], [0., 1.]], [[1., 0.], [1., 0.]]])  # (T=2, B=2, 2)
+        >>> spike_count_accuracy(spk, torch.tensor([0, 1]))
+        0.5
+    """
+    return float((spk.sum(0).argmax(-1) == y.to(spk.device)).float().mean())
 
 
 @torch.no_grad()
